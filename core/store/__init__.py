@@ -1,0 +1,34 @@
+"""The metadata store (SQLAlchemy) and the file store for large arrays."""
+
+from core.store.db import get_engine, session_scope
+from core.store.models import (
+    Ad,
+    Base,
+    Category,
+    ExpansionRun,
+    ImportRun,
+    Impression,
+    ModelRun,
+    Package,
+    PackageAd,
+    Region,
+    RegionSet,
+    User,
+)
+
+__all__ = [
+    "Ad",
+    "Base",
+    "Category",
+    "ExpansionRun",
+    "ImportRun",
+    "Impression",
+    "ModelRun",
+    "Package",
+    "PackageAd",
+    "Region",
+    "RegionSet",
+    "User",
+    "get_engine",
+    "session_scope",
+]
