@@ -1,0 +1,93 @@
+"""Foundation commands: demo world, importers, stats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.cli_app import JsonOpt, app, emit, fail, import_result, ingest_app
+from core.progress import tqdm_progress
+
+
+@app.command()
+def demo(
+    ads: Annotated[int, typer.Option(help="number of creatives")] = 2000,
+    users: Annotated[int, typer.Option(help="number of simulated users")] = 20000,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same world)")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build the embedded demo world (generated data, deterministic for a seed)."""
+    from core.demo import build_world
+
+    try:
+        with tqdm_progress(enabled=not as_json) as progress:
+            summary = build_world(n_ads=ads, n_users=users, seed=seed, progress=progress)
+    except ValueError as exc:
+        fail(str(exc), as_json)
+    emit(summary, as_json)
+
+
+@ingest_app.command("ads")
+def ingest_ads(
+    manifest: Annotated[Path, typer.Argument(help="CSV or Parquet: ad_id, text, image, category[, split]")],
+    images: Annotated[Path, typer.Option(help="folder or .zip holding the images")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Import ads from a manifest plus a folder or zip of images."""
+    from core.ingest.manifest import import_manifest
+
+    import_result(lambda progress: import_manifest(manifest, images, progress=progress), as_json)
+
+
+@ingest_app.command("coco")
+def ingest_coco(
+    instances: Annotated[Path, typer.Option(help="instances_*.json")],
+    captions: Annotated[Path, typer.Option(help="captions_*.json")],
+    images: Annotated[Path, typer.Option(help="image folder")],
+    unseen_categories: Annotated[int, typer.Option(help="categories held out to the test split (paper: 20)")] = 20,
+    seed: int = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import MS-COCO as the ION paper did: single-category images, caption as ad text."""
+    from core.ingest.coco import import_coco
+
+    import_result(
+        lambda progress: import_coco(instances, captions, images, unseen_categories=unseen_categories,
+                                     seed=seed, progress=progress),
+        as_json,
+    )
+
+
+@ingest_app.command("clicks")
+def ingest_clicks(
+    csv: Annotated[Path, typer.Argument(help="CSV: user_id, ad_id, clicked, timestamp")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Import impressions and clicks."""
+    from core.ingest.clicks import import_clicks
+
+    import_result(lambda progress: import_clicks(csv, progress=progress), as_json)
+
+
+@ingest_app.command("users")
+def ingest_users(
+    csv: Annotated[Path, typer.Argument(help="CSV: user_id plus one column per feature")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Import users and their features."""
+    from core.ingest.users import import_users
+
+    import_result(lambda progress: import_users(csv, progress=progress), as_json)
+
+
+@app.command()
+def stats(as_json: JsonOpt = False) -> None:
+    """Counts of ads, categories, unseen categories, users, impressions and clicks."""
+    from core.catalog import stats as catalog_stats
+
+    result = catalog_stats()
+    text = "\n".join(f"{k:>18}: {v}" for k, v in result.items())
+    emit(result, as_json, text)
+
