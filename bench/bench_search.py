@@ -23,12 +23,12 @@ def clustered_unit_vectors(n: int, rng: np.random.Generator, centres: int = 1000
 
 
 def measure(n: int, rng: np.random.Generator, n_queries: int = 200) -> dict:
-    x = clustered_unit_vectors(n, rng)
+    both = clustered_unit_vectors(n + n_queries, rng)  # queries come from the same categories
+    x, queries = both[:n], both[n:]
     ids = [str(i) for i in range(n)]
     t0 = time.perf_counter()
     index = VectorIndex.build(x, ids, factory="auto")
     build_s = time.perf_counter() - t0
-    queries = clustered_unit_vectors(n_queries, rng)
     latencies = []
     results = []
     for q in queries:
@@ -46,6 +46,7 @@ def measure(n: int, rng: np.random.Generator, n_queries: int = 200) -> dict:
     return {
         "vectors": n,
         "index": auto_factory(n),
+        "nprobe": index.nprobe or None,
         "build_s": round(build_s, 2),
         "p50_ms": round(float(np.percentile(latencies, 50)), 3),
         "p99_ms": round(float(np.percentile(latencies, 99)), 3),

@@ -12,7 +12,8 @@ def _unit(rng, n, d=32, centres=0):
     """Unit vectors; with ``centres``, drawn around that many category centres (as ad embeddings are)."""
     x = rng.normal(size=(n, d)).astype(np.float32)
     if centres:
-        x = 0.5 * x + rng.normal(size=(centres, d)).astype(np.float32)[rng.integers(0, centres, n)]
+        centre_rng = np.random.default_rng(99)  # the same centres for the catalog and its queries
+        x = 0.5 * x + centre_rng.normal(size=(centres, d)).astype(np.float32)[rng.integers(0, centres, n)]
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 

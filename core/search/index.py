@@ -73,7 +73,36 @@ class VectorIndex:
         if not index.index.is_trained:
             index.index.train(vectors)
         index.add(vectors, ids)
+        if chosen.startswith("IVF") and "nprobe" not in kwargs:
+            index.calibrate(vectors)
         return index
+
+    def calibrate(self, vectors: np.ndarray, target_recall: float = 0.97, n_queries: int = 100, seed: int = 0) -> float:
+        """Pick the smallest nprobe whose recall@10 against exact search reaches ``target_recall``.
+
+        Queries are a sample of the indexed vectors, each leaving itself out (as "ads like this
+        one" does); returns the recall reached.
+        """
+        import faiss
+
+        rng = np.random.default_rng(seed)
+        rows = rng.choice(len(vectors), size=min(n_queries, len(vectors)), replace=False)
+        queries = vectors[rows]
+        _, truth = faiss.knn(queries, vectors, 11)
+        truth_sets = [set(t) - {r} for t, r in zip(truth, rows, strict=True)]
+        ivf = faiss.extract_index_ivf(self.index)
+        recall = 0.0
+        for nprobe in (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512):
+            if nprobe > ivf.nlist:
+                break
+            ivf.nprobe = nprobe
+            _, found = self.index.search(queries, 11)
+            hits = [len(t & (set(f) - {r})) / max(1, len(t)) for t, f, r in zip(truth_sets, found, rows, strict=True)]
+            recall = float(np.mean(hits))
+            if recall >= target_recall:
+                break
+        self.nprobe = ivf.nprobe
+        return recall
 
     def _tune(self) -> None:
         import faiss
