@@ -118,3 +118,18 @@ def ad_clicks(ad_id: str, engine: Engine | None = None) -> dict[str, int]:
         imps = s.scalar(select(func.count()).select_from(Impression).where(Impression.ad_id == ad_id)) or 0
         clicks = s.scalar(select(func.count()).select_from(Impression).where(Impression.ad_id == ad_id, Impression.clicked)) or 0
     return {"impressions": imps, "clicks": clicks}
+
+
+def count_ads(flt: AdFilter | None = None, engine: Engine | None = None) -> int:
+    """How many ads match ``flt`` (for pagination before a page is fetched)."""
+    engine = engine or get_engine()
+    query = _filtered(select(func.count()).select_from(Ad).outerjoin(Category, Ad.category_id == Category.id), flt or AdFilter())
+    with session_scope(engine) as s:
+        return s.scalar(query) or 0
+
+
+def source_names(engine: Engine | None = None) -> list[str]:
+    """The sources present in the catalog (demo, manifest, coco, ...), sorted."""
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        return sorted(s.scalars(select(Ad.source).distinct()))
