@@ -30,7 +30,8 @@ class ImportReport:
 
     @property
     def rejected(self) -> int:
-        return len(self.errors)
+        """Number of distinct rejected rows (a row may carry several errors)."""
+        return len({e.row for e in self.errors})
 
     @property
     def ok(self) -> bool:
@@ -56,8 +57,8 @@ class ImportReport:
             return f"{self.kind}: imported {self.imported}, already present {self.skipped}"
         head = f"{self.kind}: {self.rejected} row(s) rejected, nothing was imported"
         lines = [head] + [f"  {e}" for e in self.errors[:50]]
-        if self.rejected > 50:
-            lines.append(f"  ... and {self.rejected - 50} more")
+        if len(self.errors) > 50:
+            lines.append(f"  ... and {len(self.errors) - 50} more")
         return "\n".join(lines)
 
 
