@@ -1,0 +1,69 @@
+"""Save / load an embedding model: state dict + config + vocabulary (+ free-form metadata) in one file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.embed.ion import ION, IONConfig
+from core.embed.text import Vocabulary
+from core.embed.totyemb import ToTYEmb, ToTYEmbConfig
+
+FORMAT = "adlens-embed/1"
+_KINDS = {"ion": (ION, IONConfig), "totyemb": (ToTYEmb, ToTYEmbConfig)}
+
+
+@dataclass
+class Checkpoint:
+    model: nn.Module
+    vocab: Vocabulary
+    meta: dict = field(default_factory=dict)
+
+
+def save_checkpoint(path: str | Path, model: ION | ToTYEmb, vocab: Vocabulary, meta: dict | None = None) -> Path:
+    """Write the checkpoint atomically (temp file + rename). ``meta`` must hold plain Python values."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "kind": model.kind,
+        "config": model.config.to_dict(),
+        "vocab": vocab.to_dict(),
+        "meta": dict(meta or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
+    """Rebuild the model (eval mode, on ``device``) with its vocabulary; clear errors for bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable AdLens embedding checkpoint ({exc.__class__.__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an AdLens embedding checkpoint (format {FORMAT})")
+    kind = payload.get("kind")
+    if kind not in _KINDS:
+        raise ValueError(f"{path}: unknown model kind {kind!r}")
+    model_cls, config_cls = _KINDS[kind]
+    model = model_cls(config_cls.from_dict(payload["config"]))
+    model.load_state_dict(payload["state_dict"])
+    model.to(device).eval()
+    return Checkpoint(model, Vocabulary.from_dict(payload["vocab"]), payload.get("meta", {}))

@@ -1,0 +1,185 @@
+"""Training loop for ION and ToTYEmb (paper: Adam lr 1e-3, batch 32, 30 epochs, best epoch by validation loss).
+
+``train_model`` works on any model with ``loss(batch) -> (loss, parts)`` and ``forward_batch(batch)``;
+it is deterministic for a seed on CPU, reports progress, can be cancelled between batches, and leaves
+the model holding the weights of the epoch with the lowest validation loss (training loss when there
+is no validation set).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.embed.data import EmbedDataset, balanced_batches, sequential_batches
+from core.progress import ProgressFn, no_progress
+
+PAPER_EPOCHS = 30
+CPU_EPOCHS = 10
+
+
+class TrainingCancelled(Exception):
+    """Raised when ``should_stop()`` returned True; the model keeps its best weights so far."""
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (paper: Adam, lr 1e-3, batch 32, 30 epochs).
+
+    ``epochs=None`` picks the paper's 30 on a GPU and 10 on CPU: at the paper's sizes (d_model 128,
+    4 layers, k1 20, k2 10, 256-d regions, 16 words) one epoch costs about 14.5 s per 1,000 ads on one
+    core of the shared 2-core build machine, so 30 epochs of a 2,000-ad demo catalog would take ~15 min.
+    Batches are class-balanced: ``categories_per_batch`` x ``ads_per_category`` = 8 x 4 = 32, the paper's
+    batch size, so every anchor has positives. ``sampler="random"`` gives plain shuffled batches of
+    ``batch_size`` (for ToTYEmb, whose classification loss needs no positives in the batch).
+    """
+
+    epochs: int | None = None
+    lr: float = 1e-3
+    batch_size: int = 32
+    categories_per_batch: int = 8
+    ads_per_category: int = 4
+    sampler: str = "balanced"  # "balanced" or "random"
+    seed: int = 0
+    device: str | None = None  # None: core.device.resolve_device() (ADLENS_DEVICE, auto = cuda > mps > cpu)
+    weight_decay: float = 0.0
+    grad_clip: float | None = None  # the paper clips nothing
+
+    def __post_init__(self) -> None:
+        if self.device is None:
+            from core.device import resolve_device
+
+            self.device = resolve_device().name
+        if self.epochs is None:
+            self.epochs = PAPER_EPOCHS if self.device.startswith(("cuda", "mps")) else CPU_EPOCHS
+        if self.epochs < 1:
+            raise ValueError("epochs must be at least 1")
+        if self.sampler not in {"balanced", "random"}:
+            raise ValueError(f"sampler must be 'balanced' or 'random', got {self.sampler!r}")
+        if self.lr <= 0:
+            raise ValueError("lr must be positive")
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int  # 1-based
+    best_loss: float
+    history: list[EpochLog]
+    cancelled: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _batches(ds: EmbedDataset, cfg: TrainConfig, seed: int) -> list[list[int]]:
+    if cfg.sampler == "balanced":
+        return balanced_batches(ds.labels, cfg.categories_per_batch, cfg.ads_per_category, seed)
+    order = np.random.default_rng(seed).permutation(len(ds)).tolist()
+    return [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, ds: EmbedDataset, cfg: TrainConfig, seed: int = 0) -> float:
+    """Mean loss over a fixed (seeded) set of batches of ``ds``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for idx in _batches(ds, cfg, seed):
+        loss, _ = model.loss(ds.batch(idx, cfg.device))
+        total += float(loss) * len(idx)
+        count += len(idx)
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def train_model(
+    model: nn.Module,
+    train: EmbedDataset,
+    val: EmbedDataset | None = None,
+    cfg: TrainConfig | None = None,
+    progress: ProgressFn = no_progress,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place with Adam; keep the weights of the best epoch (by validation loss).
+
+    progress(done, total, "train: epoch e/E loss x") is called after every batch.
+    """
+    cfg = cfg or TrainConfig()
+    if len(train) < 2:
+        raise ValueError("training needs at least 2 ads")
+    if len(torch.unique(train.labels)) < 2:
+        raise ValueError("training needs ads of at least 2 categories")
+    torch.manual_seed(cfg.seed)
+    model.to(cfg.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    plans = [_batches(train, cfg, cfg.seed * 1000 + epoch) for epoch in range(1, cfg.epochs + 1)]
+    total_steps, step = sum(len(p) for p in plans), 0
+    history: list[EpochLog] = []
+    best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
+    cancelled = False
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        sums: dict[str, float] = {}
+        seen = 0
+        for idx in plans[epoch - 1]:
+            if should_stop is not None and should_stop():
+                cancelled = True
+                break
+            loss, parts = model.loss(train.batch(idx, cfg.device))
+            if not torch.isfinite(loss):
+                raise ValueError(f"training diverged (loss {float(loss)}) in epoch {epoch}; try a lower learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            seen += len(idx)
+            for key, value in {"loss": float(loss.detach()), **parts}.items():
+                sums[key] = sums.get(key, 0.0) + value * len(idx)
+            step += 1
+            progress(step, total_steps, f"train: epoch {epoch}/{cfg.epochs} loss {float(loss.detach()):.4f}")
+        if cancelled:
+            break
+        means = {k: v / max(seen, 1) for k, v in sums.items()}
+        val_loss = evaluate_loss(model, val, cfg) if val is not None and len(val) > 1 else None
+        history.append(EpochLog(epoch, means.get("loss", math.nan), val_loss, {k: v for k, v in means.items() if k != "loss"}))
+        score = val_loss if val_loss is not None else means.get("loss", math.inf)
+        if score < best_loss:
+            best_loss, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    model.eval()
+    result = TrainResult(best_epoch, best_loss, history, cancelled)
+    if cancelled and should_stop is not None and not history:
+        raise TrainingCancelled("training was cancelled before the first epoch finished")
+    return result
+
+
+@torch.no_grad()
+def embed(model: nn.Module, ds: EmbedDataset, batch_size: int = 256, device: str | None = None,
+          progress: ProgressFn = no_progress) -> np.ndarray:
+    """Ad vectors of every row of ``ds`` (eval mode; on ``device``, default: where the model is). -> float32 [N, d]."""
+    model.eval()
+    if device is None:
+        device = str(next(model.parameters()).device)
+    model.to(device)
+    chunks = []
+    n = len(ds)
+    for idx in sequential_batches(n, batch_size):
+        chunks.append(model.forward_batch(ds.batch(idx, device)).embedding.float().cpu().numpy())
+        progress(idx[-1] + 1, n, "embed: ads")
+    dim = getattr(model.config, "d_out", getattr(model.config, "d_model", 0))
+    return np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)

@@ -1,0 +1,151 @@
+"""Training loop, class-balanced batches, checkpoints: a tiny ION must learn a tiny synthetic catalog."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from embed_synth import synthetic_catalog, synthetic_dataset
+
+from core.embed.checkpoint import load_checkpoint, save_checkpoint
+from core.embed.data import balanced_batches, build_dataset, pad_regions
+from core.embed.evaluate import hit_precision_at_k, seen_unseen_precision
+from core.embed.ion import ION, IONConfig
+from core.embed.totyemb import ToTYEmb, ToTYEmbConfig
+from core.embed.train import TrainConfig, TrainingCancelled, embed, evaluate_loss, train_model
+
+
+def tiny_ion(vocab_size: int, seed: int = 0, **kw) -> ION:
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=vocab_size, region_dim=16, d_model=32, layers=1, heads=2, k1=8, k2=4, d_out=32, dropout=0.0, max_words=12)
+    cfg.update(kw)
+    return ION(IONConfig(**cfg))
+
+
+FAST = dict(categories_per_batch=6, ads_per_category=5)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train fastest on one thread (and the build machine's cores are shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(one_thread):
+    ds, vocab = synthetic_dataset()  # 6 categories x 5 ads
+    model = tiny_ion(len(vocab))
+    before = hit_precision_at_k(embed(model, ds), ds.labels.numpy(), k_max=4)
+    result = train_model(model, ds, None, TrainConfig(epochs=30, **FAST))
+    return model, ds, vocab, before, result
+
+
+def test_tiny_ion_overfits_a_tiny_catalog(trained):
+    model, ds, _, before, result = trained
+    after = hit_precision_at_k(embed(model, ds), ds.labels.numpy(), k_max=4)
+    assert after[0] == 1.0 and after[3] == 1.0
+    assert before[3] < 0.9
+    assert result.history[-1].train_loss < 0.5 * result.history[0].train_loss
+
+
+def test_training_is_deterministic_for_a_seed():
+    ds, vocab = synthetic_dataset()
+    runs = []
+    for seed in (3, 3, 4):
+        model = tiny_ion(len(vocab), dropout=0.1)
+        train_model(model, ds, None, TrainConfig(epochs=2, seed=seed, **FAST))
+        runs.append(embed(model, ds))
+    assert np.array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+
+
+def test_best_epoch_is_chosen_by_validation_loss_and_progress_is_reported():
+    train_ds, vocab = synthetic_dataset(seed=0)
+    texts, feats, confs, labels = synthetic_catalog(seed=1)
+    val = build_dataset(texts, feats, confs, labels, vocab, k1=8, max_words=12)
+    model = tiny_ion(len(vocab))
+    calls = []
+    cfg = TrainConfig(epochs=6, **FAST)
+    result = train_model(model, train_ds, val, cfg, progress=lambda d, t, m: calls.append((d, t, m)))
+    vals = [h.val_loss for h in result.history]
+    assert result.best_epoch == int(np.argmin(vals)) + 1 and result.best_loss == min(vals)
+    assert evaluate_loss(model, val, cfg) == pytest.approx(result.best_loss, rel=1e-5)  # the best weights are restored
+    assert [d for d, _, _ in calls] == list(range(1, len(calls) + 1)) and calls[-1][0] == calls[-1][1]
+    assert calls[-1][2].startswith("train: epoch 6/6")
+
+
+def test_cancellation():
+    ds, vocab = synthetic_dataset()
+    with pytest.raises(TrainingCancelled):
+        train_model(tiny_ion(len(vocab)), ds, None, TrainConfig(epochs=3, **FAST), should_stop=lambda: True)
+    asked = iter(range(100))
+    result = train_model(tiny_ion(len(vocab)), ds, None, TrainConfig(epochs=5, **FAST), should_stop=lambda: next(asked) >= 2)
+    assert result.cancelled and len(result.history) == 2
+
+
+def test_balanced_batches_cover_every_ad_once_with_positives():
+    labels = np.repeat(np.arange(7), [5, 5, 4, 3, 2, 1, 9])
+    batches = balanced_batches(labels, p=3, k=4, seed=0)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(len(labels)))
+    for b in batches:
+        cats, counts = np.unique(labels[b], return_counts=True)
+        assert len(cats) <= 3
+        for c, n in zip(cats, counts, strict=True):
+            assert n >= 2 or (labels == c).sum() == 1  # every category with >= 2 ads brings a positive pair
+    assert balanced_batches(labels, 3, 4, seed=0) == batches
+    assert balanced_batches(labels, 3, 4, seed=1) != batches
+
+
+def test_pad_regions_sorts_by_confidence_and_validates():
+    feats = [np.array([[1.0, 1], [2, 2], [3, 3]]), np.zeros((0, 2))]
+    confs = [np.array([0.2, 0.9, 0.5]), np.zeros(0)]
+    regions, mask, conf = pad_regions(feats, confs, k1=2)
+    assert regions[0].tolist() == [[2, 2], [3, 3]] and conf[0].tolist() == pytest.approx([0.9, 0.5])
+    assert mask.tolist() == [[True, True], [False, False]]
+    with pytest.raises(ValueError, match="dimension"):
+        pad_regions([np.zeros((1, 2)), np.zeros((1, 3))], [np.ones(1), np.ones(1)], k1=2)
+    with pytest.raises(ValueError, match="confidences"):
+        pad_regions([np.zeros((2, 2))], [np.ones(3)], k1=2)
+
+
+def test_checkpoint_round_trip_gives_identical_embeddings(tmp_path):
+    ds, vocab = synthetic_dataset()
+    ion = tiny_ion(len(vocab), ablate=frozenset({"dfa"}))
+    train_model(ion, ds, None, TrainConfig(epochs=1, **FAST))
+    toty = ToTYEmb(ToTYEmbConfig(vocab_size=len(vocab), region_dim=16, class_labels=tuple(range(6)), d_model=16, layers=1,
+                                 heads=2, k1=8, top_k=3, max_words=12))
+    for model in (ion, toty):
+        path = save_checkpoint(tmp_path / f"{model.kind}.pt", model, vocab, meta={"epochs": 1})
+        ckpt = load_checkpoint(path)
+        assert type(ckpt.model) is type(model) and ckpt.model.config == model.config
+        assert ckpt.vocab.words == vocab.words and ckpt.meta == {"epochs": 1}
+        assert np.array_equal(embed(ckpt.model, ds), embed(model, ds))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable"):
+        load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_seen_and_unseen_categories_after_training(trained):
+    """Trained on 6 categories, tested on new ads of those plus 2 held-out ones: both splits are reported."""
+    model, train_ds, vocab, _, _ = trained
+    texts, feats, confs, labels = synthetic_catalog(n_categories=8, per_category=4, seed=7)
+    test = build_dataset(texts, feats, confs, labels, vocab, k1=8, max_words=12)
+    split = seen_unseen_precision(embed(model, test), test.labels.numpy(), train_ds.labels.tolist(), k_max=3)
+    assert split["n_seen"] == 24 and split["n_unseen"] == 8
+    assert split["seen"][0] >= 0.9
+    assert 0.0 <= split["unseen"][0] <= 1.0
+
+
+def test_train_config_defaults_follow_the_device():
+    cpu = TrainConfig()
+    assert cpu.device == "cpu" and cpu.epochs == 10  # tests run with ADLENS_DEVICE=cpu
+    assert TrainConfig(device="cuda").epochs == 30 and TrainConfig(device="cuda", epochs=3).epochs == 3
+    assert cpu.categories_per_batch * cpu.ads_per_category == 32 and cpu.lr == 1e-3
+    with pytest.raises(ValueError, match="sampler"):
+        TrainConfig(sampler="hard")
