@@ -10,8 +10,12 @@ Where things live:
   home is one self-contained world.
 * ``ADLENS_DEVICE``: ``auto`` (cuda > mps > cpu), ``cpu``, ``cuda`` or ``mps``.
 * ``ADLENS_OFFLINE``: ``auto`` (probe the network once, quickly), ``true`` or ``false``.
+* ``ADLENS_DETECTOR``: region detector, ``auto`` (YOLO when its weights are here or a network is),
+  ``yolo`` or ``offline``.
 * Weights: ``ADLENS_YOLO_WEIGHTS``, ``ADLENS_CLIP_MODEL`` / ``ADLENS_CLIP_PRETRAINED``,
   ``ADLENS_LXMERT_MODEL``, ``ADLENS_TEXT_MODEL``: names or local paths of the standard weights.
+* ``ADLENS_DASK_SCHEDULER``: address of a Dask scheduler; when set, audience-expansion models are
+  trained there through ``xgboost.dask`` instead of on this machine.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class Settings(BaseSettings):
 
     # standard-path weights (names resolved by each library, or local files)
     yolo_weights: str = "yolov8n.pt"
+    detector: Literal["auto", "yolo", "offline"] = Field(default="auto", description="region detector backend")
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = "laion2b_s34b_b79k"
     lxmert_model: str = "unc-nlp/lxmert-base-uncased"
@@ -49,6 +54,9 @@ class Settings(BaseSettings):
     # import limits
     max_image_pixels: int = Field(default=50_000_000, description="larger images are refused (decompression bombs)")
     max_upload_mb: int = 512
+
+    # audience expansion: train XGBoost on this Dask cluster (e.g. tcp://10.0.0.5:8786) instead of locally
+    dask_scheduler: str | None = None
 
     @field_validator("home", mode="before")
     @classmethod
