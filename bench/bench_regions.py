@@ -1,0 +1,100 @@
+"""Region detection speed: p50 latency per 1024x1024 creative and regions per second, per backend and device.
+
+Backends: the offline detector (selective search + EfficientNet-Lite0) and YOLO. For YOLO the
+configured weights are used when they are on this machine; otherwise a YOLOv8n built from its
+architecture file (untrained weights, same computation as yolov8n.pt; no download). The creative is
+a 1024x1024 collage of scikit-image photographs with printed words. OCR is timed separately.
+Devices: CPU always, CUDA too when available (half precision there).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+
+def creative(seed: int = 0) -> Image.Image:
+    """A 1024x1024 ad-like image: two photographs on a coloured background and a line of large text."""
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    canvas = Image.new("RGB", (1024, 1024), tuple(int(v) for v in rng.integers(150, 255, 3)))
+    canvas.paste(Image.fromarray(data.coffee()).resize((560, 374)), (40, 80))
+    canvas.paste(Image.fromarray(data.astronaut()).resize((380, 380)), (620, 520))
+    ImageDraw.Draw(canvas).text((60, 860), "FRESH ESPRESSO", font=ImageFont.load_default(size=72), fill=(30, 30, 30))
+    return canvas
+
+
+def _time_detector(detector, images: list[Image.Image], batch: int, conf: float) -> dict[str, Any]:
+    detector.detect(images[:1], conf=conf)  # warm-up
+    latencies, boxes = [], 0
+    for img in images:
+        t = time.perf_counter()
+        boxes += len(detector.detect([img], conf=conf)[0])
+        latencies.append((time.perf_counter() - t) * 1000)
+    t = time.perf_counter()
+    n_batched = 0
+    for start in range(0, len(images), batch):
+        n_batched += sum(len(r) for r in detector.detect(images[start: start + batch], conf=conf))
+    batched_s = time.perf_counter() - t
+    return {
+        "images": len(images), "p50_ms": round(statistics.median(latencies), 1), "max_ms": round(max(latencies), 1),
+        "regions_per_image": round(boxes / len(images), 1), "regions_per_s": round(boxes / (sum(latencies) / 1000), 1),
+        "batch": batch, "conf": conf, "batched_images_per_s": round(len(images) / batched_s, 2),
+        "batched_regions_per_s": round(n_batched / batched_s, 1),
+    }
+
+
+def _yolo_weights(tmp: Path) -> tuple[str, str]:
+    from core.config import get_settings
+    from core.regions.yolo import find_local_weights, ultralytics_yolo
+
+    local = find_local_weights(get_settings().yolo_weights)
+    if local is not None:
+        return str(local), f"configured weights {local.name}"
+    path = tmp / "yolov8n-arch.pt"
+    ultralytics_yolo()("yolov8n.yaml").save(str(path))
+    return str(path), "yolov8n architecture, untrained weights (no yolov8n.pt on this machine)"
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    import torch
+
+    from core.regions.ocr import read_text
+    from core.regions.offline import OfflineDetector
+    from core.regions.yolo import YoloDetector
+
+    n = 3 if quick else 10
+    images = [creative(i) for i in range(n)]
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    out: dict[str, Any] = {"image": "1024x1024 collage", "torch_threads": torch.get_num_threads(), "results": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        weights, weights_note = _yolo_weights(Path(tmp))
+        out["yolo_weights"] = weights_note
+        for device in devices:
+            for name, build in (("offline", lambda d: OfflineDetector(d)), ("yolo", lambda d: YoloDetector(weights, d))):
+                t = time.perf_counter()
+                detector = build(device)
+                load_s = time.perf_counter() - t
+                row = {"backend": name, "device": device, "load_s": round(load_s, 2), "detector": detector.version}
+                # the untrained YOLO scores near 0: time it with conf 0 so it carries a realistic number of boxes
+                conf = 0.0 if name == "yolo" and "untrained" in weights_note else 0.05
+                row.update(_time_detector(detector, images, batch=8, conf=conf))
+                out["results"].append(row)
+    t = time.perf_counter()
+    words = [line.text for line in read_text(images[0])]
+    out["ocr"] = {"ms_per_image": round((time.perf_counter() - t) * 1000, 1), "words": words}
+    return out
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

@@ -1,0 +1,106 @@
+"""Region commands: ``regions`` (one creative), ``extract`` (the catalog, cached), ``regions-eval``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.cli_app import JsonOpt, app, emit, fail
+from core.progress import tqdm_progress
+
+DetectorOpt = Annotated[str | None, typer.Option("--detector", help="auto | yolo | offline (default: settings.detector)")]
+
+
+def _text_report(result: dict) -> str:
+    lines = [f"detector: {result['backend']} ({result['detector']}) on {result['device']}", f"reason: {result['reason']}",
+             f"keywords: {', '.join(result['keywords']) or '-'}", "",
+             f"{'before':>6} {'after':>5} {'chg':>4}  {'conf':>6} {'clue':>6}  {'label':<28} box"]
+    for box in result["boxes"]:
+        if box["rank_after"] is None:
+            continue
+        arrow = "▲" if box["change"] > 0 else "▼" if box["change"] < 0 else "="
+        lines.append(f"{box['rank_before']:>6} {box['rank_after']:>5} {arrow}{abs(box['change']):>3}  {box['confidence']:>6.3f} "
+                     f"{box['clue']:>6.3f}  {box['label'][:28]:<28} {[round(v) for v in box['box']]}"
+                     + ("" if box["kept"] else "  (dropped)"))
+    if result["ocr"]:
+        lines += ["", "OCR: " + " | ".join(line["text"] for line in result["ocr"])]
+    lines.append(f"timing: {result['timing']}")
+    return "\n".join(lines)
+
+
+@app.command()
+def regions(
+    image: Annotated[Path, typer.Argument(help="the creative's image file")],
+    text: Annotated[str, typer.Option("--text", help="the ad text (its keywords re-weight the regions)")] = "",
+    detector: DetectorOpt = None,
+    weights: Annotated[str | None, typer.Option("--weights", help="YOLO weights: local .pt/.onnx or a standard name")] = None,
+    k1: Annotated[int, typer.Option("--k1", help="boxes kept by detector confidence, then scored")] = 20,
+    k2: Annotated[int, typer.Option("--k2", help="boxes kept after re-weighting")] = 10,
+    conf: Annotated[float, typer.Option("--conf", help="minimum detector confidence")] = 0.05,
+    iou: Annotated[float, typer.Option("--iou", help="non-maximum suppression IoU")] = 0.5,
+    no_ocr: Annotated[bool, typer.Option("--no-ocr", help="skip reading the printed words")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Detect the regions of one creative and re-rank them by the ad text (semantic clues)."""
+    from core.images import ImageError, load_image
+    from core.regions.analyze import analyze_creative, check_text
+    from core.regions.base import DetectorError
+
+    try:
+        check_text(text)
+        decoded = load_image(image)
+        if weights is not None and detector is None:
+            detector = "yolo"
+        result = analyze_creative(decoded.image, text, detector=detector, weights=weights, k1=k1, k2=k2, conf=conf, iou=iou,
+                                  ocr=not no_ocr).to_dict()
+    except (ImageError, DetectorError, ValueError, RuntimeError) as exc:
+        fail(str(exc), as_json)
+    result["image"].update(path=str(image), sha256=decoded.sha256, format=decoded.format, frames=decoded.frames)
+    emit(result, as_json, _text_report(result))
+
+
+@app.command()
+def extract(
+    detector: DetectorOpt = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="only the first N ads (by id)")] = None,
+    weights: Annotated[str | None, typer.Option("--weights", help="YOLO weights: local .pt/.onnx or a standard name")] = None,
+    no_ocr: Annotated[bool, typer.Option("--no-ocr", help="skip OCR")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Extract regions (boxes, features, OCR) for every catalog image; cached by image hash + detector."""
+    from core.regions.base import DetectorError
+    from core.regions.extract import extract_catalog
+
+    if limit is not None and limit < 0:
+        fail("--limit must be >= 0", as_json)
+    try:
+        with tqdm_progress(enabled=not as_json) as progress:
+            result = extract_catalog(detector, limit=limit, weights=weights, ocr=not no_ocr, progress=progress)
+    except (DetectorError, ValueError, RuntimeError) as exc:
+        fail(str(exc), as_json)
+    emit(result, as_json, f"{result['backend']} ({result['reason']}): {result['computed']} computed, {result['cached']} cached, "
+                          f"{len(result['failed'])} failed, {result['seconds']} s")
+
+
+@app.command("regions-eval")
+def regions_eval(
+    detector: DetectorOpt = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="only the first N ads with a product box")] = None,
+    k1: Annotated[int, typer.Option("--k1")] = 20,
+    k2: Annotated[int, typer.Option("--k2")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """How often the ground-truth product box is ranked first, before vs after semantic re-weighting."""
+    from core.regions.base import DetectorError
+    from core.regions.extract import product_box_rank_report
+
+    try:
+        with tqdm_progress(enabled=not as_json) as progress:
+            report = product_box_rank_report(detector=detector, limit=limit, k1=k1, k2=k2, progress=progress)
+    except (DetectorError, ValueError, RuntimeError) as exc:
+        fail(str(exc), as_json)
+    if not as_json:
+        report = {k: v for k, v in report.items() if k != "per_ad"}
+    emit(report, as_json)

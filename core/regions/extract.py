@@ -1,0 +1,175 @@
+"""Batch region extraction over the catalog, cached, and the product-box ranking figure.
+
+Cache: one RegionSet row per (image hash, detector key); the key is the detector's version (backend,
+weights hash, code version) plus the extraction thresholds, so a re-run with the same detector does
+no work and a different detector or threshold never serves stale boxes. Box rows (Region) are in
+confidence order; their feature vectors are the rows of one ``.npy`` under ``home/regions``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from core.filestore import get_array, put_array, resolve
+from core.images import ImageError, load_image
+from core.progress import ProgressFn, no_progress
+from core.regions.base import DetectionResult, Detector, box_iou
+from core.regions.clues import ClueScorer, rerank
+from core.regions.ocr import ocr_words, read_text
+from core.regions.registry import get_detector
+from core.store import Ad, Region, RegionSet, get_engine, session_scope
+
+
+def detector_key(detector: Detector, conf: float, iou: float, max_det: int) -> str:
+    return f"{detector.version}|conf={conf:g}|iou={iou:g}|max={max_det}"
+
+
+def _features_key(image_hash: str, key: str) -> str:
+    return hashlib.sha256(f"{image_hash}|{key}".encode()).hexdigest()
+
+
+def _store(session, image_hash: str, key: str, result: DetectionResult, ocr: list[dict]) -> None:
+    rel = put_array(result.features.astype(np.float32), _features_key(image_hash, key), kind="regions")
+    session.add(RegionSet(
+        image_hash=image_hash, detector=key, device=result.device, features_path=rel, feature_dim=result.feature_dim,
+        ocr=ocr, seconds=float(result.seconds),
+        regions=[Region(rank=i, x1=float(b[0]), y1=float(b[1]), x2=float(b[2]), y2=float(b[3]), confidence=float(c), label=label)
+                 for i, (b, c, label) in enumerate(zip(result.boxes, result.confidences, result.labels, strict=True))],
+    ))
+
+
+def extract_catalog(detector: str | Detector | None = None, *, limit: int | None = None, ad_ids: list[str] | None = None,
+                    batch_size: int = 8, ocr: bool = True, conf: float = 0.05, iou: float = 0.5, max_det: int = 50,
+                    weights: str | None = None, device: str | None = None, progress: ProgressFn | None = None,
+                    engine: Engine | None = None) -> dict[str, Any]:
+    """Detect (and OCR) every catalog image not yet cached for this detector; returns what was done.
+
+    ``detector`` is a backend name (auto|yolo|offline, default settings.detector) or a built Detector.
+    """
+    progress = progress or no_progress
+    engine = engine or get_engine()
+    started = time.perf_counter()
+    if detector is None or isinstance(detector, str):
+        choice = get_detector(detector, weights=weights, device=device)
+        det, backend, reason, dev = choice.detector, choice.backend, choice.reason, choice.device_reason
+    else:
+        det, backend, reason, dev = detector, detector.backend, "given", detector.device
+    key = detector_key(det, conf, iou, max_det)
+    with session_scope(engine) as s:
+        query = select(Ad.id, Ad.image_hash, Ad.image_path).order_by(Ad.id)
+        if ad_ids is not None:
+            query = query.where(Ad.id.in_(ad_ids))
+        if limit is not None:
+            query = query.limit(max(0, limit))
+        rows = s.execute(query).all()
+        images: dict[str, str] = {}
+        for _ad, image_hash, path in rows:
+            images.setdefault(image_hash, path)
+        cached = set(s.scalars(select(RegionSet.image_hash).where(RegionSet.detector == key,
+                                                                   RegionSet.image_hash.in_(list(images)))))
+    todo = [h for h in images if h not in cached]
+    computed, failed = 0, []
+    progress(0, len(todo), f"regions: {len(cached)} cached, {len(todo)} to detect")
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start: start + batch_size]
+        loaded = []
+        for image_hash in chunk:
+            try:
+                loaded.append((image_hash, load_image(resolve(images[image_hash])).image))
+            except ImageError as exc:
+                failed.append({"image_hash": image_hash, "error": str(exc)})
+        results = det.detect([img for _, img in loaded], conf=conf, iou=iou, max_det=max_det) if loaded else []
+        with session_scope(engine) as s:
+            for (image_hash, img), result in zip(loaded, results, strict=True):
+                lines = [line.to_dict() for line in read_text(img)] if ocr else []
+                _store(s, image_hash, key, result, lines)
+                computed += 1
+        progress(min(start + batch_size, len(todo)), len(todo), f"regions: {computed} detected")
+    return {
+        "ok": True, "detector": det.version, "key": key, "backend": backend, "device": dev, "reason": reason,
+        "ads": len(rows), "images": len(images), "computed": computed, "cached": len(cached), "failed": failed,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def load_regions(image_hash: str, key: str, *, engine: Engine | None = None) -> tuple[DetectionResult, list[dict]] | None:
+    """The cached regions (with features) and OCR lines of one image for a detector key, or None."""
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        rs = s.scalar(select(RegionSet).where(RegionSet.image_hash == image_hash, RegionSet.detector == key))
+        if rs is None:
+            return None
+        regions = list(rs.regions)
+        feats = get_array(rs.features_path) if rs.features_path else np.zeros((len(regions), 0), np.float32)
+        result = DetectionResult(
+            boxes=np.array([[r.x1, r.y1, r.x2, r.y2] for r in regions], np.float32).reshape(-1, 4),
+            confidences=np.array([r.confidence for r in regions], np.float32), labels=[r.label for r in regions],
+            features=np.asarray(feats, np.float32).reshape(len(regions), rs.feature_dim), image_size=(0, 0), detector=key,
+            backend=key.split("/", 1)[0], device=rs.device, seconds=rs.seconds,
+        )
+        return result, list(rs.ocr or [])
+
+
+def _first_hit(boxes: list[list[float]], truth: np.ndarray, threshold: float) -> int | None:
+    if not boxes:
+        return None
+    hits = np.flatnonzero(box_iou(np.asarray(boxes), truth)[:, 0] >= threshold)
+    return int(hits[0]) if len(hits) else None
+
+
+def product_box_rank_report(engine: Engine | None = None, detector: str | Detector | None = None, limit: int | None = None, *,
+                            k1: int = 20, k2: int = 10, iou_hit: float = 0.5, scorer: ClueScorer | None = None,
+                            ocr: bool = True, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """How often the ground-truth product box (Ad.truth["product_box"]) is ranked first before vs after SCA.
+
+    A region is a hit when its IoU with the product box is >= ``iou_hit``. Before = detector
+    confidence order; after = clue-score order of the top ``k1``. Regions come from the cache
+    (extracted first where missing).
+    """
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        ads = [(a.id, a.text, a.image_hash, (a.truth or {}).get("product_box")) for a in s.scalars(select(Ad).order_by(Ad.id))]
+    ads = [a for a in ads if a[3] is not None and len(a[3]) == 4]
+    if limit is not None:
+        ads = ads[: max(0, limit)]
+    if not ads:
+        return {"ok": True, "ads": 0, "message": "no ads with a ground-truth product box (truth.product_box); build the demo world first"}
+    extraction = extract_catalog(detector, ad_ids=[a[0] for a in ads], ocr=ocr, progress=progress, engine=engine)
+    key = extraction["key"]
+    before = after = in_k1 = kept_before = kept_after = 0
+    ranks_before, ranks_after, per_ad = [], [], []
+    for ad_id, text, image_hash, truth in ads:
+        loaded = load_regions(image_hash, key, engine=engine)
+        if loaded is None:  # the image failed to load
+            continue
+        dets, ocr_lines = loaded
+        sca = rerank(dets, text, k1=k1, k2=k2, scorer=scorer, extra_words=ocr_words(ocr_lines))
+        gt = np.asarray(truth, np.float64)
+        hit_before = _first_hit([r.box for r in sca.regions[:k1]], gt, iou_hit)
+        hit_after = _first_hit([r.box for r in sca.after()], gt, iou_hit)
+        before += hit_before == 0
+        after += hit_after == 0
+        in_k1 += hit_before is not None
+        kept_before += hit_before is not None and hit_before < k2
+        kept_after += hit_after is not None and hit_after < k2
+        if hit_before is not None:
+            ranks_before.append(hit_before)
+            ranks_after.append(hit_after)
+        per_ad.append({"ad_id": ad_id, "first_hit_before": hit_before, "first_hit_after": hit_after})
+    n = len(per_ad)
+    return {
+        "ok": True, "ads": n, "detector": extraction["detector"], "backend": extraction["backend"], "reason": extraction["reason"],
+        "k1": k1, "k2": k2, "iou_hit": iou_hit,
+        "top1_before": int(before), "top1_after": int(after),
+        "top1_rate_before": round(before / n, 4) if n else None, "top1_rate_after": round(after / n, 4) if n else None,
+        "hit_in_k1": int(in_k1), "hit_in_k2_before": int(kept_before), "hit_in_k2_after": int(kept_after),
+        "mean_hit_rank_before": round(float(np.mean(ranks_before)), 3) if ranks_before else None,
+        "mean_hit_rank_after": round(float(np.mean(ranks_after)), 3) if ranks_after else None,
+        "extraction": {k: extraction[k] for k in ("computed", "cached", "failed", "seconds")},
+        "per_ad": per_ad,
+    }

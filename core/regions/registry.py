@@ -1,0 +1,74 @@
+"""Choosing the detector backend (auto | yolo | offline), and saying why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from core.regions.base import Detector, DetectorError
+
+Backend = Literal["auto", "yolo", "offline"]
+BACKENDS = ("auto", "yolo", "offline")
+
+
+@dataclass(frozen=True)
+class DetectorChoice:
+    detector: Detector
+    backend: str  # the backend that runs: "yolo" | "offline"
+    reason: str  # why this backend (and device)
+    device_reason: str
+
+
+def choose_backend(requested: str | None = None, weights: str | None = None) -> tuple[str, str]:
+    """(backend, reason) for ``requested`` (default: settings.detector) without building anything."""
+    from core.config import get_settings
+    from core.offline import network_status
+    from core.regions.yolo import find_local_weights
+
+    settings = get_settings()
+    requested = (requested or settings.detector).lower()
+    if requested not in BACKENDS:
+        raise DetectorError(f"unknown detector '{requested}': choose one of {', '.join(BACKENDS)}")
+    weights = weights or settings.yolo_weights
+    if requested == "yolo":
+        return "yolo", f"requested (weights {weights})"
+    if requested == "offline":
+        return "offline", "requested"
+    local = find_local_weights(weights)
+    if local is not None:
+        return "yolo", f"auto: YOLO weights found at {local}"
+    offline, why = network_status()
+    if not offline:
+        return "yolo", f"auto: network available ({why}), Ultralytics fetches {weights}"
+    return "offline", f"auto: no YOLO weights '{weights}' on this machine and no network ({why}); ImageNet EfficientNet-Lite0 proposals"
+
+
+@lru_cache(maxsize=4)
+def _build(backend: str, weights: str, device: str) -> Detector:
+    if backend == "yolo":
+        from core.offline import is_offline
+        from core.regions.yolo import YoloDetector
+
+        return YoloDetector(weights, device, offline=is_offline())
+    from core.regions.offline import OfflineDetector
+
+    return OfflineDetector(device)
+
+
+def get_detector(requested: str | None = None, *, weights: str | None = None, device: str | None = None) -> DetectorChoice:
+    """Build (once per process, cached) the detector for ``requested``; ``auto`` falls back to offline when YOLO fails."""
+    from core.config import get_settings
+    from core.device import resolve_device
+
+    info = resolve_device(device)
+    weights = weights or get_settings().yolo_weights
+    backend, reason = choose_backend(requested, weights)
+    try:
+        detector = _build(backend, weights if backend == "yolo" else "", info.name)
+    except DetectorError as exc:
+        if (requested or get_settings().detector) != "auto" or backend != "yolo":
+            raise
+        detector = _build("offline", "", info.name)
+        backend, reason = "offline", f"auto: YOLO could not load ({exc}); fell back to the offline detector"
+    return DetectorChoice(detector=detector, backend=backend, reason=reason, device_reason=f"{info.name} ({info.reason})")
