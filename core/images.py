@@ -71,7 +71,9 @@ def decode_image(data: bytes, *, name: str = "image", max_pixels: int | None = N
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
                 img = Image.open(io.BytesIO(data))
-            except UnidentifiedImageError:
+            except (UnidentifiedImageError, ImportError):
+                # ImportError: some libraries (ultralytics) wrap Image.open and try to import optional
+                # format plugins for unknown bytes; the bytes are still not an image we can read
                 raise ImageError(f"{name}: not an image (unrecognised file format)") from None
             except (Image.DecompressionBombError, Image.DecompressionBombWarning):
                 raise ImageError(f"{name}: image is too large (more than {limit:,} pixels; possible decompression bomb)") from None

@@ -18,6 +18,7 @@ from core.regions.figure import rank_table, regions_figure
 from core.regions.keywords import keywords
 from core.regions.ocr import ocr_words, read_text
 from core.regions.registry import BACKENDS, DetectorChoice, get_detector
+from ui.common import page_end, page_frame
 
 
 @st.cache_resource(show_spinner="Loading the detector…")
@@ -75,11 +76,14 @@ def pick_creative():
 
 
 def main() -> None:
-    st.set_page_config(page_title="AdLens · Regions", layout="wide")
-    st.title("Regions: detector confidence vs. semantic clues")
+    stats = page_frame("Regions", heading="Regions: detector confidence vs. semantic clues")
     st.caption("The top k1 boxes by detector confidence are scored against the ad text (keywords + OCR words) and re-sorted; "
                "the top k2 go on to the ad embedding (ION, section 3.3).")
-    opts = sidebar()
+    show_regions(sidebar())
+    page_end(stats)
+
+
+def show_regions(opts: dict) -> None:
     try:
         picked = pick_creative()
         if picked is None:
