@@ -1,0 +1,166 @@
+"""Retrieval commands: ``train``, ``index``, ``search``, ``evaluate``, ``experiments``, ``runs``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.cli_app import JsonOpt, app, emit, fail
+from core.progress import tqdm_progress
+
+_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)
+
+
+def _pct(v: float | None) -> str:
+    return "   –  " if v is None else f"{100 * v:5.1f}%"
+
+
+def _table(rows: list[dict]) -> str:
+    lines = [f"{'run':>4} {'model':<28} {'seen P@1':>9} {'P@5':>7} {'P@10':>7} {'unseen P@1':>11} {'P@5':>7} {'P@10':>7}"]
+    for r in rows:
+        name = r.get("label") or r.get("name") or r["kind"]
+        lines.append(f"{r['run_id']:>4} {name[:28]:<28} {_pct(r['seen_p1']):>9} {_pct(r['seen_p5']):>7} {_pct(r['seen_p10']):>7} "
+                     f"{_pct(r['unseen_p1']):>11} {_pct(r['unseen_p5']):>7} {_pct(r['unseen_p10']):>7}")
+    return "\n".join(lines)
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option("--model", help="ion | totyemb | text | image | concat")] = "ion",
+    ablate: Annotated[str, typer.Option("--ablate", help="comma list: ksg,sca,dfa (ION) or pointer,image (ToTYEmb)")] = "",
+    epochs: Annotated[int | None, typer.Option("--epochs", help="default: 30 on a GPU, 10 on CPU")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    k1: Annotated[int | None, typer.Option("--k1", help="regions in (by detector confidence)")] = None,
+    k2: Annotated[int | None, typer.Option("--k2", help="regions kept by SCA")] = None,
+    margin: Annotated[float | None, typer.Option("--margin", help="triplet margin gamma")] = None,
+    rho: Annotated[float | None, typer.Option("--rho", help="keyword loss weight rho")] = None,
+    lr: Annotated[float | None, typer.Option("--lr")] = None,
+    detector: Annotated[str | None, typer.Option("--detector", help="auto | yolo | offline")] = None,
+    run: Annotated[int | None, typer.Option("--run", help="train into this existing run (background jobs)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train (ION, ToTYEmb) or embed (baselines), evaluate Hit P@k on the test split, index the whole catalog."""
+    from core.jobs import db_should_stop
+    from core.retrieval import train_run
+    from core.runs import get_run
+    from core.store import get_engine
+
+    options = {k: v for k, v in {"epochs": epochs, "seed": seed, "k1": k1, "k2": k2, "margin": margin, "keyword_weight": rho,
+                                 "lr": lr, "detector": detector}.items() if v is not None}
+    if model not in ("ion", "totyemb"):
+        options = {"seed": seed}
+    engine = get_engine()
+    try:
+        with tqdm_progress(enabled=not as_json) as bar:
+            stop = db_should_stop(run, engine) if run is not None else None
+            run_id = train_run(model, [a for a in ablate.split(",") if a.strip()], options, bar, stop, engine=engine, run_id=run)
+    except _ERRORS as exc:
+        fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc), as_json)
+    result = get_run(run_id, engine=engine)
+    result["ok"] = result["status"] == "done"
+    m = result["metrics"]
+    text = f"run {run_id} ({model}): {result['status']}"
+    if m.get("seen"):
+        text += "\n" + _table([{"run_id": run_id, "kind": model, "name": result["name"],
+                                **{f"{p}_p{k}": (m.get(p) or [None] * 10)[k - 1] for p in ("seen", "unseen") for k in (1, 5, 10)}}])
+    emit(result, as_json, text)
+
+
+@app.command()
+def index(
+    run: Annotated[int, typer.Option("--run", help="model run id")],
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="re-embed the whole catalog and rebuild the index")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add newly imported ads to a run's FAISS index (no rebuild), or rebuild it."""
+    from core.retrieval import build_index
+
+    try:
+        with tqdm_progress(enabled=not as_json) as progress:
+            result = build_index(run, rebuild=rebuild, progress=progress)
+    except _ERRORS as exc:
+        fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc), as_json)
+    emit(result, as_json, f"run {run}: {result['added']} ads {'indexed' if rebuild else 'added'}, {result['total']} in the index "
+                          f"({result['factory']})")
+
+
+@app.command()
+def search(
+    ad: Annotated[str | None, typer.Option("--ad", help="a catalog ad id")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="a creative image file")] = None,
+    text: Annotated[str | None, typer.Option("--text", help="the creative's text")] = None,
+    phrase: Annotated[str | None, typer.Option("--phrase", help="a search phrase")] = None,
+    run: Annotated[int | None, typer.Option("--run", help="model run id (default: newest finished ION run)")] = None,
+    k: Annotated[int, typer.Option("--k", help="number of results")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """The k most similar catalog ads to an ad, a creative (image + text) or a phrase."""
+    from core.images import ImageError, load_image
+    from core.retrieval import search as do_search
+
+    try:
+        img = load_image(image).image if image is not None else None
+        result = do_search(run, ad_id=ad, image=img, text=text, phrase=phrase, k=k)
+    except (ImageError, *_ERRORS) as exc:
+        fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc), as_json)
+    lines = [f"run {result['run']['id']} ({result['run']['kind']}), query: {result['query']}"]
+    for r in result["results"]:
+        mark = {True: "✓", False: "✗", None: " "}[r["same_category"]]
+        lines.append(f"{r['rank']:>3}. {r['ad_id']:<16} d={r['distance']:.4f} {mark} {r.get('category') or '-'}: {r.get('text', '')[:60]}")
+    slim = {**result, "results": [{k2: r.get(k2) for k2 in ("rank", "ad_id", "distance", "category", "same_category", "text", "split")}
+                                  for r in result["results"]]}
+    emit(slim, as_json, "\n".join(lines))
+
+
+@app.command()
+def evaluate(as_json: JsonOpt = False) -> None:
+    """Hit P@1/5/10 on seen and unseen test categories for every finished model run."""
+    from core.retrieval import evaluate_runs
+
+    try:
+        rows = evaluate_runs()
+    except _ERRORS as exc:
+        fail(str(exc), as_json)
+    emit({"ok": True, "runs": rows}, as_json, _table(rows) if rows else "no finished model runs yet")
+
+
+@app.command()
+def runs(as_json: JsonOpt = False) -> None:
+    """List model runs (status, progress, code version)."""
+    from core.runs import list_runs
+
+    items = list_runs()
+    slim = [{k: r[k] for k in ("id", "kind", "name", "status", "progress", "message", "code_version", "created_at")} for r in items]
+    text = "\n".join(f"{r['id']:>4} {r['name']:<28} {r['status']:<10} {100 * r['progress']:5.1f}%  {r['message'][:50]}" for r in slim)
+    emit({"ok": True, "runs": slim}, as_json, text or "no model runs")
+
+
+@app.command()
+def experiments(
+    epochs: Annotated[int | None, typer.Option("--epochs", help="epochs per trained model (default: 30 GPU / 10 CPU)")] = None,
+    only: Annotated[str, typer.Option("--only", help="comma list of kinds to run from the main table (ion,totyemb,text,...)")] = "",
+    grid: Annotated[str, typer.Option("--grid", help="k1:k2 pairs for ION, e.g. 10:5,20:10,30:10 (Table 2)")] = "",
+    gamma: Annotated[str, typer.Option("--gamma", help="triplet margins to sweep for ION, e.g. 0.1,0.2,0.3")] = "",
+    rho: Annotated[str, typer.Option("--rho", help="keyword loss weights to sweep for ION, e.g. 0,0.05,0.2")] = "",
+    sweeps_only: Annotated[bool, typer.Option("--sweeps-only", help="skip the main table, run only grid/gamma/rho")] = False,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    detector: Annotated[str | None, typer.Option("--detector", help="auto | yolo | offline")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """ION, ToTYEmb, text/image/concat baselines and the four ablations on the catalog; prints the README table."""
+    from core.experiments import markdown_table, parse_floats, parse_grid, plan, run_experiments
+
+    try:
+        exps = plan([o.strip() for o in only.split(",") if o.strip()], parse_grid(grid), parse_floats(gamma, "--gamma"),
+                    parse_floats(rho, "--rho"), main=not sweeps_only)
+        if not exps:
+            raise ValueError("nothing to run: check --only / --sweeps-only")
+        options = {k: v for k, v in {"epochs": epochs, "seed": seed, "detector": detector}.items() if v is not None}
+        with tqdm_progress(enabled=not as_json) as progress:
+            rows = run_experiments(exps, options, progress=progress)
+    except _ERRORS as exc:
+        fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc), as_json)
+    table = markdown_table(rows)
+    emit({"ok": True, "rows": rows, "markdown": table}, as_json, table)

@@ -1,0 +1,150 @@
+"""Background training jobs: a model run trained in a subprocess (default) or a thread, the app stays usable.
+
+Progress goes to the ModelRun row (``progress`` in [0, 1], ``message``), throttled; cancelling sets the
+row's status to ``cancelling``, which the job's ``should_stop`` sees between batches. A subprocess job
+runs ``python -m core train ... --run ID`` and records its pid in the run's config, so a job whose
+process died is marked failed by :func:`reap_stale`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Engine
+
+from core.config import REPO_ROOT
+from core.progress import ProgressFn, no_progress
+from core.runs import ACTIVE, create_run, get_run, list_runs, request_cancel, run_status, update_run
+from core.store import get_engine
+
+_THREADS: dict[int, threading.Thread] = {}
+
+
+def db_progress(run_id: int, engine: Engine, every: float = 0.5) -> ProgressFn:
+    """A ProgressFn that writes done/total and the message to the run's row at most every ``every`` seconds."""
+    last = [0.0]
+
+    def report(done: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        if now - last[0] < every and done < total:
+            return
+        last[0] = now
+        update_run(run_id, engine=engine, progress=min(1.0, done / total) if total else 0.0, message=message[:500])
+
+    return report
+
+
+def db_should_stop(run_id: int, engine: Engine, every: float = 0.5) -> Callable[[], bool]:
+    """True once the run's status is ``cancelling`` (the row is read at most every ``every`` seconds)."""
+    state = {"at": 0.0, "stop": False}
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        if not state["stop"] and now - state["at"] >= every:
+            state["at"] = now
+            state["stop"] = run_status(run_id, engine=engine) == "cancelling"
+        return state["stop"]
+
+    return should_stop
+
+
+def cli_args(kind: str, ablate: Sequence[str], options: dict[str, Any]) -> list[str]:
+    """``train`` command-line arguments for a kind, ablations and options."""
+    flags = {"epochs": "--epochs", "seed": "--seed", "k1": "--k1", "k2": "--k2", "margin": "--margin", "keyword_weight": "--rho",
+             "detector": "--detector", "lr": "--lr"}
+    args = ["train", "--model", kind]
+    if ablate:
+        args += ["--ablate", ",".join(ablate)]
+    for key, value in options.items():
+        if key not in flags:
+            raise ValueError(f"option {key!r} cannot be passed to a background job")
+        if value is not None:
+            args += [flags[key], str(value)]
+    return args
+
+
+def start_training(kind: str, ablate: Sequence[str] = (), options: dict[str, Any] | None = None, *, mode: str = "process",
+                   engine: Engine | None = None, name: str | None = None) -> int:
+    """Create the run and start training it in the background; returns the run id at once."""
+    engine = engine or get_engine()
+    options = dict(options or {})
+    ablate = [a for a in ablate if a]
+    suffix = f" w/o {'+'.join(sorted(ablate))}" if ablate else ""
+    run_id = create_run(kind, name or f"{kind}{suffix}", {"kind": kind, "ablate": sorted(ablate), **options}, engine=engine)
+    if mode == "thread":
+        thread = threading.Thread(target=_thread_main, args=(run_id, kind, list(ablate), options, engine), daemon=True,
+                                  name=f"adlens-train-{run_id}")
+        _THREADS[run_id] = thread
+        thread.start()
+    elif mode == "process":
+        args = [sys.executable, "-m", "core", *cli_args(kind, ablate, options), "--run", str(run_id), "--json"]
+        log = open(os.devnull, "wb")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=log, stderr=log, env=os.environ.copy(), start_new_session=True)
+        run = get_run(run_id, engine=engine)
+        update_run(run_id, engine=engine, config={**run["config"], "job": {"mode": "process", "pid": proc.pid}})
+    else:
+        raise ValueError(f"unknown job mode {mode!r}: process or thread")
+    return run_id
+
+
+def _thread_main(run_id: int, kind: str, ablate: list[str], options: dict[str, Any], engine: Engine) -> None:
+    from core.retrieval import train_run
+
+    try:
+        train_run(kind, ablate, options, no_progress, db_should_stop(run_id, engine), engine=engine, run_id=run_id)
+    except Exception:  # noqa: BLE001 - train_run already recorded the failure on the row
+        pass
+    finally:
+        _THREADS.pop(run_id, None)
+
+
+def cancel(run_id: int, *, engine: Engine | None = None) -> bool:
+    """Ask the job to stop; it finishes its current batch and ends as ``cancelled``."""
+    return request_cancel(run_id, engine=engine)
+
+
+def wait(run_id: int, timeout: float = 60.0, *, engine: Engine | None = None, poll: float = 0.2) -> str:
+    """Block until the run leaves the active states (or ``timeout`` seconds); returns its status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = run_status(run_id, engine=engine)
+        if status not in ACTIVE or time.monotonic() > deadline:
+            return status
+        time.sleep(poll)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a finished child of this process stays a zombie until reaped
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def reap_stale(*, engine: Engine | None = None) -> list[int]:
+    """Mark active subprocess runs whose process is gone as failed; returns their ids."""
+    engine = engine or get_engine()
+    reaped = []
+    for run in list_runs(engine=engine):
+        job = run["config"].get("job") or {}
+        if run["status"] in ACTIVE and job.get("mode") == "process" and job.get("pid") and not _alive(int(job["pid"])):
+            if run_status(run["id"], engine=engine) in ACTIVE:
+                update_run(run["id"], engine=engine, status="failed", message="the training process ended unexpectedly", finished=True)
+                reaped.append(run["id"])
+    return reaped
+
+
+def active_jobs(*, engine: Engine | None = None) -> list[dict[str, Any]]:
+    return [r for r in list_runs(engine=engine) if r["status"] in ACTIVE]

@@ -1,0 +1,180 @@
+"""Model runs: one ModelRun row per trained (or embedded) model, with its files under ``home/runs/<id>/``.
+
+A run records its kind, config, data split, code version (git commit or package version, plus a hash
+of the ``core/embed`` sources), status and progress, metrics, and the relative paths of its checkpoint
+and FAISS index. Status values: created | running | cancelling | done | failed | cancelled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from core.config import REPO_ROOT
+from core.store import ModelRun, get_engine, session_scope
+from core.store.models import utcnow
+
+RUN_KINDS = ("ion", "totyemb", "text", "image", "concat")
+STATUSES = ("created", "running", "cancelling", "done", "failed", "cancelled")
+ACTIVE = ("created", "running", "cancelling")
+
+
+class RunNotFound(KeyError):
+    """No model run with that id."""
+
+    def __str__(self) -> str:  # KeyError quotes its message otherwise
+        return str(self.args[0])
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """``git:<short commit>`` (or ``pkg:<version>``) plus ``+embed:<sha256[:12]>`` of core/embed/*.py."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO_ROOT / "core" / "embed").glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        base = f"git:{commit}"
+    except (OSError, subprocess.SubprocessError):
+        try:
+            from importlib.metadata import version
+
+            base = f"pkg:{version('adlens')}"
+        except Exception:  # noqa: BLE001 - not installed as a package
+            base = "pkg:unknown"
+    return f"{base}+embed:{digest.hexdigest()[:12]}"
+
+
+def run_dir(run_id: int) -> str:
+    """Relative (to home) folder of a run's files."""
+    return f"runs/{int(run_id)}"
+
+
+def to_dict(run: ModelRun) -> dict[str, Any]:
+    return {
+        "id": run.id, "kind": run.kind, "name": run.name, "status": run.status, "config": run.config or {},
+        "data_split": run.data_split or {}, "code_version": run.code_version, "metrics": run.metrics or {},
+        "checkpoint_path": run.checkpoint_path, "index_path": run.index_path, "progress": float(run.progress or 0.0),
+        "message": run.message or "", "created_at": run.created_at, "finished_at": run.finished_at,
+    }
+
+
+def create_run(kind: str, name: str | None = None, config: dict | None = None, *, engine: Engine | None = None) -> int:
+    """A new run in status ``created``; returns its id."""
+    if kind not in RUN_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; choose from {', '.join(RUN_KINDS)}")
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        run = ModelRun(kind=kind, name=name or kind, status="created", config=dict(config or {}), code_version=code_version(),
+                       progress=0.0, message="queued")
+        s.add(run)
+        s.flush()
+        return int(run.id)
+
+
+def get_run(run_id: int, *, engine: Engine | None = None) -> dict[str, Any]:
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        run = s.get(ModelRun, int(run_id))
+        if run is None:
+            raise RunNotFound(f"model run {run_id} does not exist")
+        return to_dict(run)
+
+
+def list_runs(kind: str | None = None, status: str | None = None, *, engine: Engine | None = None) -> list[dict[str, Any]]:
+    """Runs of the embedding kinds (newest first), optionally of one kind / status."""
+    engine = engine or get_engine()
+    query = select(ModelRun).where(ModelRun.kind.in_(RUN_KINDS)).order_by(ModelRun.id.desc())
+    if kind:
+        query = query.where(ModelRun.kind == kind)
+    if status:
+        query = query.where(ModelRun.status == status)
+    with session_scope(engine) as s:
+        return [to_dict(r) for r in s.scalars(query)]
+
+
+def update_run(run_id: int, *, engine: Engine | None = None, finished: bool = False, **fields: Any) -> None:
+    """Set columns of a run (status, progress, message, metrics, config, data_split, paths)."""
+    engine = engine or get_engine()
+    if "status" in fields and fields["status"] not in STATUSES:
+        raise ValueError(f"unknown run status {fields['status']!r}")
+    with session_scope(engine) as s:
+        run = s.get(ModelRun, int(run_id))
+        if run is None:
+            raise RunNotFound(f"model run {run_id} does not exist")
+        for key, value in fields.items():
+            setattr(run, key, value)
+        if finished:
+            run.finished_at = utcnow()
+
+
+def run_status(run_id: int, *, engine: Engine | None = None) -> str:
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        status = s.scalar(select(ModelRun.status).where(ModelRun.id == int(run_id)))
+    if status is None:
+        raise RunNotFound(f"model run {run_id} does not exist")
+    return status
+
+
+def start_run(run_id: int, message: str = "starting", *, engine: Engine | None = None) -> bool:
+    """created -> running; False (and the run marked cancelled) when a cancel came first."""
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        run = s.get(ModelRun, int(run_id))
+        if run is None:
+            raise RunNotFound(f"model run {run_id} does not exist")
+        if run.status == "cancelling":
+            run.status, run.message, run.finished_at = "cancelled", "cancelled before it started", utcnow()
+            return False
+        run.status, run.message, run.progress = "running", message, 0.0
+        return True
+
+
+def request_cancel(run_id: int, *, engine: Engine | None = None) -> bool:
+    """Ask a running job to stop (status -> cancelling); False when the run is not active."""
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        run = s.get(ModelRun, int(run_id))
+        if run is None:
+            raise RunNotFound(f"model run {run_id} does not exist")
+        if run.status not in ("created", "running"):
+            return False
+        run.status, run.message = "cancelling", "cancel requested"
+        return True
+
+
+def delete_run(run_id: int, *, engine: Engine | None = None) -> None:
+    """Remove the run's row and its files (refused while it is running)."""
+    from core.filestore import resolve
+    from core.store import ExpansionRun
+
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        run = s.get(ModelRun, int(run_id))
+        if run is None:
+            raise RunNotFound(f"model run {run_id} does not exist")
+        if run.status in ("running", "cancelling"):
+            raise ValueError(f"model run {run_id} is {run.status}: cancel it first")
+        for exp in s.scalars(select(ExpansionRun).where(ExpansionRun.model_run_id == run.id)):
+            exp.model_run_id = None
+        s.delete(run)
+    folder = Path(resolve(run_dir(run_id)))
+    if folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def latest_done(kind: str | None = None, *, engine: Engine | None = None) -> dict[str, Any] | None:
+    """The newest finished run with an index (of ``kind`` if given)."""
+    for run in list_runs(kind, "done", engine=engine):
+        if run["index_path"]:
+            return run
+    return None

@@ -1,0 +1,137 @@
+"""Similar ads: query by a catalog ad, an uploaded creative or a phrase; why each result is similar; the embedding map."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit run` puts only the script's folder on the path
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core.catalog import list_ads
+from core.images import ImageError, decode_image
+from core.retrieval import RetrievalError, embedding_map, search
+from core.runs import RunNotFound
+from ui.cards import ad_grid
+from ui.common import md_escape, page_end, page_frame
+from ui.images import load_creative
+from ui.runs import regions_figure, run_picker
+
+ERRORS = (RetrievalError, RunNotFound, ImageError, ValueError, OSError)
+
+
+@st.cache_data(max_entries=8, show_spinner="Projecting the embeddings…")
+def _map(run_id: int, method: str, version: str) -> dict:  # noqa: ARG001 - version keys the cache
+    return embedding_map(run_id, method)
+
+
+def query_inputs() -> dict | None:
+    """The query the user chose: {"ad_id"} | {"image", "text"} | {"phrase"}."""
+    pending = st.session_state.pop("sim_pending", None)  # a point picked on the map (set before the widgets exist)
+    if pending:
+        st.session_state["sim_mode"], st.session_state["sim_ad"] = "Catalog ad", pending
+    mode = st.radio("Query by", ["Catalog ad", "Uploaded creative", "Phrase"], horizontal=True, key="sim_mode")
+    if mode == "Catalog ad":
+        ads, total = list_ads(limit=2000)
+        if not ads:
+            st.info("The catalog is empty.")
+            return None
+        ids = [a["id"] for a in ads]
+        if st.session_state.get("sim_ad") not in ids:
+            st.session_state["sim_ad"] = ids[0]
+        ad_id = st.selectbox(f"Ad ({total} in the catalog)", ids, key="sim_ad",
+                             help="or select a point on the embedding map below")
+        return {"ad_id": ad_id}
+    if mode == "Uploaded creative":
+        upload = st.file_uploader("Creative image", type=["png", "jpg", "jpeg", "gif", "webp", "bmp"], key="sim_upload")
+        text = st.text_input("Ad text", key="sim_text", placeholder="e.g. Fresh oranges, juicy and sweet")
+        if upload is None and not text.strip():
+            st.info("Upload an image and/or type the ad's text.")
+            return None
+        image = decode_image(upload.getvalue(), name=upload.name).image if upload is not None else None
+        return {"image": image, "text": text}
+    phrase = st.text_input("Phrase", key="sim_phrase", placeholder="e.g. running shoes")
+    return {"phrase": phrase} if phrase.strip() else None
+
+
+def why_similar(run: dict, query_ad: str, results: list[dict]) -> None:
+    from core.explain import explain_pair
+
+    st.subheader("Why is it similar?")
+    pick = st.selectbox("Result", [r["ad_id"] for r in results], key="sim_why",
+                        format_func=lambda a: next(f"#{r['rank']} {a}" for r in results if r["ad_id"] == a))
+    ex = explain_pair(run["id"], query_ad, pick)
+    st.markdown("**Shared keywords:** " + (", ".join(f"`{md_escape(w)}`" for w in ex["shared_keywords"]) or "_none_")
+                + ("  \n:green-badge[same category]" if ex["same_category"] else "  \n:orange-badge[different category]"))
+    if ex["regions"] is None:
+        st.caption(f"Region matching needs an ION run (this is {run['kind']}).")
+        return
+    left, right = st.columns(2)
+    for col, side, ad_id in ((left, "query", query_ad), (right, "result", pick)):
+        image = load_creative(_image_path(ad_id))
+        if image is not None:
+            col.plotly_chart(regions_figure(image, ex["regions"][side], title=f"{side}: {ad_id}", value="weight", height=320),
+                             width="stretch", key=f"why_{side}")
+    if ex["pairs"]:
+        st.caption("Best-matching kept regions (cosine of detector features): "
+                   + "; ".join(f"R{p['query_region']} ↔ R{p['result_region']} ({p['cosine']:.2f})" for p in ex["pairs"]))
+    st.caption("Box labels: w = DFA attention of the shared keywords (all words when none is shared) on each kept region.")
+
+
+def _image_path(ad_id: str) -> str:
+    from core.catalog import get_ad
+
+    return get_ad(ad_id)["image_path"]
+
+
+def map_view(run: dict) -> None:
+    st.subheader("Embedding map")
+    method = st.radio("Projection", ["pca", "tsne"], horizontal=True, key="sim_map_method",
+                      format_func=lambda m: {"pca": "PCA", "tsne": "t-SNE"}[m])
+    data = _map(run["id"], method, f"{run['id']}-{run['finished_at']}")
+    frame = pd.DataFrame({"x": data["x"], "y": data["y"], "category": data["category"], "ad": data["ids"]})
+    fig = px.scatter(frame, x="x", y="y", color="category", hover_name="ad", custom_data=["ad"],
+                     labels={"x": "", "y": ""}, height=520)
+    fig.update_traces(marker={"size": 7, "opacity": 0.8})
+    event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode="points", key="sim_map")
+    points = event.get("selection", {}).get("points", []) if event else []
+    if points:
+        custom = points[0].get("customdata") or []
+        chosen = custom[0] if custom else points[0].get("hovertext")
+        if chosen and chosen != st.session_state.get("sim_ad"):
+            st.session_state["sim_pending"] = chosen
+            st.rerun()
+    st.caption("Select a point to query with that ad.")
+
+
+def main() -> None:
+    stats = page_frame("Similar ads")
+    st.caption("Nearest catalog ads in a model run's embedding space (Euclidean distance, FAISS index of the whole catalog).")
+    run = run_picker()
+    k = st.sidebar.slider("Results (k)", 1, 50, 12, key="sim_k")
+    if run is None or not stats.get("ads"):
+        if not stats.get("ads"):
+            st.info("The catalog is empty: build the demo world (`python -m core demo`) or import ads.", icon=":material/inbox:")
+        page_end(stats)
+        return
+    try:
+        query = query_inputs()
+        if query is not None:
+            result = search(run["id"], k=k, **query)
+            st.markdown(f"**{len(result['results'])} nearest ads** · model `{run['kind']}` run #{run['id']}")
+            captions = [f"#{r['rank']} · distance {r['distance']:.3f}"
+                        + {True: " · ✅ same category", False: " · ❌ other category", None: ""}[r["same_category"]]
+                        for r in result["results"]]
+            ad_grid(result["results"], columns=4, captions=captions, key_prefix="sim")
+            if "ad_id" in query and result["results"]:
+                why_similar(run, query["ad_id"], result["results"])
+        map_view(run)
+    except ERRORS as exc:
+        st.error(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+    page_end(stats)
+
+
+main()

@@ -1,0 +1,137 @@
+"""Evaluation: Hit P@k curves and ablation tables of stored model runs; train a new run in the background."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit run` puts only the script's folder on the path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from core import jobs
+from core.retrieval import evaluate_runs
+from core.runs import RUN_KINDS, delete_run, list_runs
+from ui.common import page_end, page_frame
+
+ABLATIONS = {"ion": ["ksg", "sca", "dfa"], "totyemb": ["pointer", "image"]}
+
+
+def curves(runs: list[dict]) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Seen categories", "Unseen (held-out) categories"), shared_yaxes=True)
+    for run in runs:
+        m = run["metrics"]
+        for col, part in ((1, "seen"), (2, "unseen")):
+            values = m.get(part) or []
+            fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=f"#{run['id']} {run['name']}",
+                                     legendgroup=str(run["id"]), showlegend=col == 1), row=1, col=col)
+    chance = next((r["metrics"]["chance"] for r in runs if r["metrics"].get("chance")), None)
+    for col, part in ((1, "seen"), (2, "unseen")):
+        if chance and chance.get(part) is not None:
+            fig.add_hline(y=chance[part], line_dash="dot", line_color="gray", annotation_text="chance", row=1, col=col)
+    fig.update_xaxes(title_text="k", dtick=1)
+    fig.update_yaxes(title_text="Hit P@k", tickformat=".0%", row=1, col=1)
+    fig.update_layout(height=420, margin={"t": 40, "b": 10})
+    return fig
+
+
+def table(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df["ablate"] = df["ablate"].map(lambda a: "w/o " + "+".join(a) if a else "full")
+    return df[["run_id", "name", "kind", "ablate", "seen_p1", "seen_p5", "seen_p10", "unseen_p1", "unseen_p5", "unseen_p10",
+               "n_seen", "n_unseen"]]
+
+
+PCT = {c: st.column_config.NumberColumn(c.replace("_p", " P@"), format="percent") for c in
+       ("seen_p1", "seen_p5", "seen_p10", "unseen_p1", "unseen_p5", "unseen_p10")}
+
+
+def results_section() -> None:
+    runs = [r for r in list_runs(status="done") if r["metrics"].get("seen")]
+    if not runs:
+        st.info("No evaluated run yet: train one below, or run `python -m core experiments`.", icon=":material/query_stats:")
+        return
+    by_id = {r["id"]: r for r in runs}
+    chosen = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:6], key="ev_runs",
+                            format_func=lambda i: f"#{i} {by_id[i]['name']}")
+    picked = [by_id[i] for i in chosen]
+    if picked:
+        st.plotly_chart(curves(picked), width="stretch", key="ev_curves")
+    rows = evaluate_runs()
+    df = table([r for r in rows if r["run_id"] in chosen] or rows)
+    st.subheader("Hit P@k side by side")
+    st.dataframe(df, hide_index=True, width="stretch", column_config=PCT)
+    ablation = df[df["kind"] == "ion"] if not df.empty else df
+    if not ablation.empty and (ablation["ablate"] != "full").any():
+        st.subheader("ION ablations (section 4.5)")
+        st.dataframe(ablation, hide_index=True, width="stretch", column_config=PCT)
+    st.caption("Every test ad queries all other test ads (Euclidean distance); Hit P@k = share of the k nearest in the query's "
+               "category, for categories seen in training and held-out ones (ION section 4.2). Dotted line: a random ranking "
+               "(few test ads per category make it low for seen categories and cap P@k for large k).")
+
+
+def train_section() -> None:
+    st.subheader("Train a new run")
+    with st.form("ev_train"):
+        kind = st.selectbox("Model", RUN_KINDS, key="ev_kind",
+                            help="ion / totyemb are trained; text, image and concat are the offline baselines (embedded only)")
+        ablate = st.multiselect("Ablate (ION: ksg, sca, dfa; ToTYEmb: pointer, image)", sorted({a for v in ABLATIONS.values() for a in v}),
+                                key="ev_ablate")
+        c1, c2, c3, c4, c5 = st.columns(5)
+        epochs = c1.number_input("Epochs", 1, 100, 10, key="ev_epochs")
+        k1 = c2.number_input("k1", 1, 50, 20, key="ev_k1")
+        k2 = c3.number_input("k2", 1, 50, 10, key="ev_k2")
+        margin = c4.number_input("margin γ", 0.0, 2.0, 0.2, 0.05, key="ev_margin")
+        rho = c5.number_input("keyword weight ρ", 0.0, 1.0, 0.05, 0.01, key="ev_rho")
+        submitted = st.form_submit_button("Start training", icon=":material/play_arrow:")
+    if submitted:
+        bad = [a for a in ablate if a not in ABLATIONS.get(kind, [])]
+        if bad:
+            st.error(f"{kind} has no module {', '.join(bad)} to ablate")
+        elif k2 > k1:
+            st.error("k2 cannot exceed k1")
+        else:
+            options = {"epochs": int(epochs), "k1": int(k1), "k2": int(k2), "margin": float(margin), "keyword_weight": float(rho)} \
+                if kind in ("ion", "totyemb") else {}
+            if kind == "totyemb":
+                options = {"epochs": int(epochs), "k1": int(k1)}
+            run_id = jobs.start_training(kind, ablate, options)
+            st.success(f"Run #{run_id} started in the background; the rest of the app stays usable.")
+
+
+@st.fragment(run_every=3)
+def jobs_section() -> None:
+    jobs.reap_stale()
+    active = jobs.active_jobs()
+    finished = [r for r in list_runs() if r["status"] in ("failed", "cancelled")][:5]
+    if not active and not finished:
+        return
+    st.subheader("Background jobs")
+    for run in active:
+        cols = st.columns([5, 1])
+        cols[0].progress(min(1.0, run["progress"]), text=f"#{run['id']} {run['name']}: {run['status']} — {run['message']}")
+        if run["status"] != "cancelling" and cols[1].button("Cancel", key=f"cancel-{run['id']}", icon=":material/stop:"):
+            jobs.cancel(run["id"])
+            st.rerun()
+    for run in finished:
+        cols = st.columns([5, 1])
+        cols[0].caption(f"#{run['id']} {run['name']}: **{run['status']}** — {run['message'][:300]}")
+        if cols[1].button("Delete", key=f"delete-{run['id']}", icon=":material/delete:"):
+            delete_run(run["id"])
+            st.rerun()
+
+
+def main() -> None:
+    stats = page_frame("Evaluation")
+    results_section()
+    jobs_section()
+    train_section()
+    page_end(stats)
+
+
+main()

@@ -1,0 +1,60 @@
+"""Model-run pickers and the region-box figure shared by the Similar ads, Evaluation and Attention pages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from core.runs import list_runs
+
+KEPT_COLOR = "#16a34a"  # kept by SCA (k2)
+DROPPED_COLOR = "#f97316"  # in the top k1 but dropped
+OUTSIDE_COLOR = "#9ca3af"  # below the top k1 by detector confidence
+
+
+def run_label(run: dict[str, Any]) -> str:
+    m = run.get("metrics") or {}
+    p1 = (m.get("seen") or [None])[0]
+    score = f" · seen P@1 {100 * p1:.1f}%" if p1 is not None else ""
+    return f"#{run['id']} {run['name']} ({run['kind']}){score}"
+
+
+def run_picker(label: str = "Model run", *, kinds: Sequence[str] | None = None, key: str = "run", sidebar: bool = True) -> dict | None:
+    """A select box of the finished runs (newest first); None (with a hint) when there is none."""
+    runs = [r for r in list_runs(status="done") if r["index_path"] and (not kinds or r["kind"] in kinds)]
+    where = st.sidebar if sidebar else st
+    if not runs:
+        wanted = " or ".join(kinds) if kinds else "any"
+        where.info(f"No finished model run ({wanted}) yet: train one on the **Evaluation** page or with "
+                   "`python -m core train --model ion`.", icon=":material/model_training:")
+        return None
+    by_id = {r["id"]: r for r in runs}
+    chosen = where.selectbox(label, list(by_id), format_func=lambda i: run_label(by_id[i]), key=key)
+    return by_id[chosen]
+
+
+def regions_figure(image: Image.Image, regions: Sequence[dict[str, Any]], *, title: str = "", highlight: int | None = None,
+                   value: str = "alpha", height: int = 420) -> go.Figure:
+    """The creative with each region's box: green = kept (k2), orange = in k1 but dropped, grey = outside k1.
+
+    Each box is labelled ``R<index>`` (the same label as the heatmap columns) and its ``value`` (alpha / weight).
+    """
+    fig = go.Figure(go.Image(z=image.convert("RGB")))
+    for r in regions:
+        x1, y1, x2, y2 = r["box"]
+        color = KEPT_COLOR if r.get("kept") else DROPPED_COLOR if r.get("in_k1", True) else OUTSIDE_COLOR
+        width = 5 if highlight == r["index"] else 2.5 if r.get("kept") else 1.5
+        dash = "solid" if r.get("kept") else "dash" if r.get("in_k1", True) else "dot"
+        fig.add_shape(type="rect", x0=x1, y0=y1, x1=x2, y1=y2, line={"color": color, "width": width, "dash": dash})
+        v = r.get(value)
+        text = f"R{r['index']}" + (f" {value[0]}={v:.2f}" if isinstance(v, float) else "")
+        fig.add_annotation(x=x1, y=y1, text=text, showarrow=False, xanchor="left", yanchor="bottom", font={"color": "white", "size": 11},
+                           bgcolor=color, opacity=0.9)
+    fig.update_layout(title=title, height=height, margin={"l": 0, "r": 0, "t": 30 if title else 0, "b": 0})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
