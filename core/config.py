@@ -62,14 +62,15 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, value: object) -> object:
         if isinstance(value, str):
-            return Path(value).expanduser()
+            # an empty ADLENS_HOME means "not set", never "the current directory"
+            return Path(value).expanduser() if value.strip() else DEFAULT_HOME
         return value
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        if "ADLENS_HOME" in os.environ:
+        if os.environ.get("ADLENS_HOME", "").strip():
             return f"sqlite:///{(self.home / 'adlens.sqlite').resolve()}"
         return f"sqlite:///{DEFAULT_SQLITE}"
 

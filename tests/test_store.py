@@ -58,3 +58,16 @@ def test_array_store_is_content_addressed(home):
     np.testing.assert_array_equal(get_array(rel), arr)
     assert put_array(arr * 0, "abc123", kind="embeddings") == rel  # same key: not rewritten
     np.testing.assert_array_equal(get_array(rel), arr)
+
+
+def test_empty_home_means_the_default_not_the_current_directory(monkeypatch):
+    from core.config import DEFAULT_HOME, DEFAULT_SQLITE
+
+    monkeypatch.setenv("ADLENS_HOME", "")
+    monkeypatch.delenv("ADLENS_DATABASE_URL", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert get_settings().home == DEFAULT_HOME
+        assert get_settings().resolved_database_url == f"sqlite:///{DEFAULT_SQLITE}"
+    finally:
+        get_settings.cache_clear()
