@@ -17,7 +17,7 @@ from core.demo.population import COLUMNS, N_FEATURES, feature_names
 from core.demo.vocab import CATEGORIES, GROUP_KEYWORDS, SHARED_KEYWORDS_ZH
 
 N_ADS, N_USERS, N_CATEGORIES = 240, 2000, 24
-KNOBS = DemoKnobs(n_categories=N_CATEGORIES)
+KNOBS = DemoKnobs(n_categories=N_CATEGORIES, impressions_per_ad=250)  # half the default: a smaller log, a faster test
 SPLIT_P2 = datetime(2026, 10, 1)
 
 
@@ -237,6 +237,60 @@ def test_packages_are_long_tail_low_ctr(world):
         assert others >= 10
     assert unseen_pkgs >= 1
     assert 0.002 <= world.summary["package_ctr_min"] <= world.summary["package_ctr_max"] <= 0.009
+
+
+def test_ordinary_ads_are_targeted_packages_are_shown_broadly(world):
+    """Ordinary ads reach users interested in their category (a few percent CTR); packages reach everyone (low CTR)."""
+    interest = {u: json.loads(t)["interest"] for u, t in world.rows("SELECT id, truth FROM users")}
+    population = np.mean([v[0] for per_user in interest.values() for v in per_user.values()])
+    rows = world.rows("SELECT i.user_id, c.name, i.ts >= '2026-10-01', i.clicked, pa.package_id IS NOT NULL FROM impressions i "
+                      "JOIN ads a ON a.id = i.ad_id JOIN categories c ON c.id = a.category_id "
+                      "LEFT JOIN package_ads pa ON pa.ad_id = i.ad_id")
+    seen = {True: [], False: []}
+    clicks = {True: [0, 0], False: [0, 0]}
+    for user, cat, later, clicked, in_package in rows:
+        seen[bool(in_package)].append(interest[user][cat][int(later)])
+        clicks[bool(in_package)][0] += clicked
+        clicks[bool(in_package)][1] += 1
+    assert abs(population - 0.5) < 0.02
+    assert np.mean(seen[False]) > population + 0.12, "ordinary ads are not targeted at interested users"
+    assert abs(np.mean(seen[True]) - population) < 0.02, "package audiences are not uniform"
+    ordinary_ctr, package_ctr = clicks[False][0] / clicks[False][1], clicks[True][0] / clicks[True][1]
+    assert 0.03 < ordinary_ctr < 0.1 and package_ctr < ordinary_ctr / 5, (ordinary_ctr, package_ctr)
+    # each ordinary ad reaches impressions_per_ad distinct users per period
+    per_ad = world.rows("SELECT count(*), count(DISTINCT user_id) FROM impressions WHERE ad_id NOT IN "
+                        "(SELECT ad_id FROM package_ads) GROUP BY ad_id, ts >= '2026-10-01'")
+    assert set(per_ad) == {(KNOBS.impressions_per_ad, KNOBS.impressions_per_ad)}
+
+
+def test_targeting_sharpness_and_independent_package_stream():
+    """simulate_clicks directly: beta skews who sees ordinary ads; their knobs never change the packages' log."""
+    from core.demo.clicks import simulate_clicks
+
+    rng = np.random.default_rng(5)
+    n_users, n_cat = 3000, 6
+    aff = rng.standard_normal((n_users, n_cat)).astype(np.float32)
+    affinity = (aff, (0.95 * aff + 0.3 * rng.standard_normal((n_users, n_cat))).astype(np.float32))
+    ad_category = np.repeat(np.arange(n_cat), 10)
+    packages, package_ctr = [[0, 1], [20, 21, 22]], np.array([0.005, 0.008])
+
+    def draw(**knobs):
+        log = simulate_clicks(np.random.default_rng(9), ad_category, packages, package_ctr, affinity, DemoKnobs(**knobs))
+        return log, np.isin(log.ad, [a for p in packages for a in p])
+
+    sharp, in_pkg = draw(impressions_per_ad=300, targeting_sharpness=2.0)
+    flat, in_pkg_flat = draw(impressions_per_ad=200, targeting_sharpness=0.0, ad_ctr_median=0.1)
+    for log in (sharp, flat):
+        keys = log.user.astype(np.int64) * 1000 + log.ad * 2 + log.period
+        assert np.unique(keys).size == len(log)  # (user, ad, period) unique
+    seen = {name: affinity[0][log.user, ad_category[log.ad]][~mask & (log.period == 0)].mean()
+            for name, log, mask in (("sharp", sharp, in_pkg), ("flat", flat, in_pkg_flat))}
+    assert seen["sharp"] > 1.0 and abs(seen["flat"]) < 0.05, seen
+    assert (~in_pkg).sum() == 55 * 2 * 300 and (~in_pkg_flat).sum() == 55 * 2 * 200  # 55 ordinary ads
+    assert flat.clicked[~in_pkg_flat].mean() > sharp.clicked[~in_pkg].mean()  # median CTR 10% against 5%
+    for field in ("user", "ad", "period", "seconds", "clicked"):
+        assert np.array_equal(getattr(sharp, field)[in_pkg], getattr(flat, field)[in_pkg_flat]), field
+    assert int(sharp.clicked[in_pkg].sum()) == 2 * (round(0.005 * 2100) + round(0.008 * 2100))
 
 
 def test_clickers_of_a_category_click_it_again(world):

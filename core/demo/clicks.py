@@ -1,9 +1,15 @@
 """Impressions and clicks over two periods P and P', driven by each user's affinity to the ad's category.
 
-Which users see an ad is uniform at random; which of them click is weighted sampling without replacement
-(Gumbel top-k) with weights exp(gamma * affinity[user, category, period]). The number of clicks per
-(ordinary ad, period) is Binomial(impressions, ad CTR); per (package, period) it is round(CTR * audience),
+Ordinary ads are delivered by an existing targeting system: each (ad, period) reaches ``impressions_per_ad``
+distinct users drawn with weights exp(beta * affinity[user, category]) (beta = ``targeting_sharpness``), so
+their audiences lean towards the users interested in their category. Package ads are cold-start long-tail
+ads shown broadly (a uniform audience). Which impressed users click is weighted sampling without replacement
+(Gumbel top-k) with weights exp(gamma * affinity). The number of clicks per (ordinary ad, period) is
+Binomial(impressions, ad CTR) with CTRs of a few percent; per (package, period) it is round(CTR * audience),
 so that package CTRs land in the low range the ION paper describes.
+
+Ordinary ads and packages draw from two independent child streams of the clicks generator, so changing
+the ordinary ads' knobs leaves the packages' logs exactly as they were (and vice versa).
 """
 
 from __future__ import annotations
@@ -46,66 +52,93 @@ def timestamps(log: ClickLog, knobs: DemoKnobs) -> list[datetime]:
     return [bounds[p][0] + timedelta(seconds=int(s)) for p, s in zip(log.period.tolist(), log.seconds.tolist(), strict=True)]
 
 
+def targeted_impressions(rng: np.random.Generator, ads: np.ndarray, ad_category: np.ndarray,
+                         affinity: tuple[np.ndarray, np.ndarray], m: int, beta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Impressions of the ordinary ``ads`` (n,): for each (ad, period), ``m`` distinct users drawn without
+    replacement with weights exp(beta * affinity[u, category of the ad]) in that period (Gumbel top-m;
+    beta = 0 gives a uniform draw). ``affinity``: two (n_users, n_categories) arrays.
+
+    Returns (user, ad, period) arrays of n * 2 * m rows, ordered by ad, then period, then user.
+    """
+    n_users = affinity[0].shape[0]
+    if not 1 <= m <= n_users:
+        raise ValueError(f"demo: cannot show an ad to {m} of {n_users} users")
+    users = np.empty((ads.size, 2, m), dtype=np.int32)
+    for i, a in enumerate(ads.tolist()):
+        k = int(ad_category[a])
+        for period in range(2):
+            score = rng.gumbel(size=n_users)
+            if beta:
+                score += beta * affinity[period][:, k]
+            users[i, period] = np.sort(np.argpartition(-score, m - 1)[:m])
+    ad = np.broadcast_to(ads.astype(np.int32)[:, None, None], users.shape).ravel()
+    period = np.broadcast_to(np.arange(2, dtype=np.int8)[None, :, None], users.shape).ravel()
+    return users.ravel(), ad, period
+
+
+def choose_clickers(rng: np.random.Generator, group: np.ndarray, weight_logit: np.ndarray, clicks_of_group: np.ndarray) -> np.ndarray:
+    """Within each group (n_rows,) int, mark ``clicks_of_group[group]`` rows as clicked, drawn without replacement
+    with weights exp(weight_logit) (Gumbel top-k). Returns clicked (n_rows,) bool."""
+    score = weight_logit.astype(np.float64) + rng.gumbel(size=group.shape[0])
+    order = np.lexsort((-score, group))
+    sorted_group = group[order]
+    first = np.searchsorted(sorted_group, sorted_group, side="left")
+    rank = np.arange(order.size) - first
+    clicked = np.zeros(group.shape[0], dtype=bool)
+    clicked[order] = rank < clicks_of_group[sorted_group]
+    return clicked
+
+
+def _affinity_of_rows(affinity: tuple[np.ndarray, np.ndarray], user: np.ndarray, cat: np.ndarray, period: np.ndarray) -> np.ndarray:
+    return np.where(period == 0, affinity[0][user, cat], affinity[1][user, cat])
+
+
 def simulate_clicks(rng: np.random.Generator, ad_category: np.ndarray, packages: list[list[int]],
                     package_ctr: np.ndarray, affinity: tuple[np.ndarray, np.ndarray], knobs: DemoKnobs) -> ClickLog:
-    """Draw the impression log.
+    """Draw the impression log: ordinary ads' rows first (by ad, period, user), then each package's.
 
     ad_category: (n_ads,) category index of each ad; packages: ad indices of each package;
     package_ctr: (n_packages,) target CTR of each package; affinity: two (n_users, n_categories) arrays.
     """
     n_users = affinity[0].shape[0]
     n_ads = ad_category.shape[0]
-    bounds = period_bounds(knobs)
+    lengths = np.asarray([length for _, length in period_bounds(knobs)], dtype=np.int64)
+    gamma = knobs.click_sharpness
+    rng_ordinary, rng_packages = rng.spawn(2)
     in_package = np.zeros(n_ads, dtype=bool)
     for ads in packages:
         in_package[ads] = True
     ordinary = np.flatnonzero(~in_package)
 
-    # ordinary ads: m uniform users per (ad, period), duplicates dropped
+    # ordinary ads: targeted audiences of m users per (ad, period); clicks ~ Binomial(m, the ad's CTR)
     m = max(1, min(knobs.impressions_per_ad, n_users // 2))
-    users = rng.integers(0, n_users, size=(ordinary.size, 2, m))
-    ad_rep = np.broadcast_to(ordinary[:, None, None], users.shape)
-    per_rep = np.broadcast_to(np.arange(2)[None, :, None], users.shape)
-    key = (ad_rep.astype(np.int64) * 2 + per_rep) * n_users + users
-    key = np.unique(key.ravel())
-    o_user = (key % n_users).astype(np.int32)
-    o_group = key // n_users  # = ad * 2 + period
-    o_ad = (o_group // 2).astype(np.int32)
-    o_period = (o_group % 2).astype(np.int8)
-    ctr = np.clip(np.exp(rng.normal(np.log(knobs.ad_ctr_median), knobs.ad_ctr_sigma, size=n_ads)), 0.002, 0.3)
-    group_sizes = np.bincount(o_group, minlength=2 * n_ads)
-    group_clicks = rng.binomial(group_sizes, np.repeat(ctr, 2))
+    o_user, o_ad, o_period = targeted_impressions(rng_ordinary, ordinary, ad_category, affinity, m, knobs.targeting_sharpness)
+    o_group = o_ad.astype(np.int64) * 2 + o_period
+    ctr = np.clip(np.exp(rng_ordinary.normal(np.log(knobs.ad_ctr_median), knobs.ad_ctr_sigma, size=n_ads)), 0.002, 0.3)
+    o_clicks = rng_ordinary.binomial(np.bincount(o_group, minlength=2 * n_ads), np.repeat(ctr, 2))
+    o_logit = gamma * _affinity_of_rows(affinity, o_user, ad_category[o_ad], o_period)
+    o_clicked = choose_clickers(rng_ordinary, o_group, o_logit, o_clicks)
+    o_seconds = rng_ordinary.integers(0, lengths[o_period.astype(np.int64)])
 
-    # package ads: an audience of distinct users per (package, period), each shown one of the package's ads
+    # package ads: a uniform audience of distinct users per (package, period), each shown one of the package's ads
     audience = max(1, min(knobs.package_audience, int(0.7 * n_users)))
     p_user, p_ad, p_period, p_group = [], [], [], []
     p_clicks = np.zeros(2 * len(packages), dtype=np.int64)
     for j, ads in enumerate(packages):
         for period in range(2):
-            who = rng.choice(n_users, size=audience, replace=False).astype(np.int32)
+            who = rng_packages.choice(n_users, size=audience, replace=False).astype(np.int32)
             p_user.append(who)
-            p_ad.append(np.asarray(ads, dtype=np.int32)[rng.integers(0, len(ads), size=audience)])
+            p_ad.append(np.asarray(ads, dtype=np.int32)[rng_packages.integers(0, len(ads), size=audience)])
             p_period.append(np.full(audience, period, dtype=np.int8))
-            p_group.append(np.full(audience, 2 * n_ads + 2 * j + period, dtype=np.int64))
+            p_group.append(np.full(audience, 2 * j + period, dtype=np.int64))
             p_clicks[2 * j + period] = max(1, int(round(package_ctr[j] * audience)))
+    if packages:
+        pu, pa, pp, pg = (np.concatenate(x) for x in (p_user, p_ad, p_period, p_group))
+        p_clicked = choose_clickers(rng_packages, pg, gamma * _affinity_of_rows(affinity, pu, ad_category[pa], pp), p_clicks)
+        p_seconds = rng_packages.integers(0, lengths[pp.astype(np.int64)])
+    else:
+        pu, pa, pp = (np.zeros(0, dtype=t) for t in (np.int32, np.int32, np.int8))
+        p_clicked, p_seconds = np.zeros(0, dtype=bool), np.zeros(0, dtype=np.int64)
 
-    user = np.concatenate([o_user, *p_user])
-    ad = np.concatenate([o_ad, *p_ad])
-    period = np.concatenate([o_period, *p_period])
-    group = np.concatenate([o_group, *p_group])
-    clicks_of_group = np.concatenate([group_clicks, p_clicks])
-
-    # Gumbel top-k per group: weighted sampling without replacement, weights exp(gamma * affinity)
-    cat = ad_category[ad]
-    aff = np.where(period == 0, affinity[0][user, cat], affinity[1][user, cat])
-    score = knobs.click_sharpness * aff.astype(np.float64) + rng.gumbel(size=user.shape[0])
-    order = np.lexsort((-score, group))
-    sorted_group = group[order]
-    first = np.searchsorted(sorted_group, sorted_group, side="left")
-    rank = np.arange(order.size) - first
-    clicked = np.zeros(user.shape[0], dtype=bool)
-    clicked[order] = rank < clicks_of_group[sorted_group]
-
-    lengths = np.asarray([length for _, length in bounds], dtype=np.int64)
-    seconds = rng.integers(0, lengths[period.astype(np.int64)])
-    return ClickLog(user=user, ad=ad, period=period, seconds=seconds, clicked=clicked)
+    return ClickLog(user=np.concatenate([o_user, pu]), ad=np.concatenate([o_ad, pa]), period=np.concatenate([o_period, pp]),
+                    seconds=np.concatenate([o_seconds, p_seconds]), clicked=np.concatenate([o_clicked, p_clicked]))

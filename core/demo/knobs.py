@@ -45,8 +45,9 @@ class DemoKnobs:
     interest_drift: float = 0.3  # weight of fresh noise in the second period's affinity
     click_sharpness: float = 1.5  # gamma: click weight = exp(gamma * affinity)
     # impressions and clicks
-    impressions_per_ad: int = 250  # per ordinary ad and period (capped at n_users // 2)
-    ad_ctr_median: float = 0.03  # ordinary ads: CTR ~ lognormal(median, sigma)
+    impressions_per_ad: int = 500  # per ordinary ad and period (capped at n_users // 2)
+    targeting_sharpness: float = 2.0  # beta: ordinary ads reach users with weight exp(beta * affinity); 0 = uniform
+    ad_ctr_median: float = 0.05  # ordinary ads: CTR ~ lognormal(median, sigma)
     ad_ctr_sigma: float = 0.5
     # ad packages (long tail, low CTR)
     n_packages: int = 16
@@ -77,6 +78,7 @@ class DemoKnobs:
             (0 <= self.feature_share <= 1 and 0 <= self.interest_drift <= 1, "feature_share, interest_drift in [0, 1]"),
             (self.click_sharpness >= 0, "click_sharpness must be >= 0"),
             (self.impressions_per_ad >= 1, "impressions_per_ad must be >= 1"),
+            (self.targeting_sharpness >= 0, "targeting_sharpness must be >= 0"),
             (0 < self.ad_ctr_median < 0.5, "ad_ctr_median must lie in (0, 0.5)"),
             (self.n_packages >= 0 and self.n_unseen_packages >= 0, "n_packages and n_unseen_packages must be >= 0"),
             (1 <= self.package_ads[0] <= self.package_ads[1], "package_ads must be an increasing range >= 1"),

@@ -26,7 +26,7 @@ from core.demo.vocab import CATEGORIES, CategorySpec
 from core.progress import ProgressFn, no_progress
 
 DEMO_LABEL = "Generated demo data (synthetic)"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: targeted delivery of ordinary ads, separate click streams for ads and packages
 SOURCE = "demo"
 
 # random streams (one per stage, so that changing one stage leaves the others as they were)
