@@ -20,6 +20,17 @@ class DetectorChoice:
     device_reason: str
 
 
+def trained_weights(weights: str) -> str | None:
+    """home/detectors/latest.pt (from ``train-detector``) when ``weights`` is the default name and is not on this machine."""
+    from core.config import Settings
+    from core.regions.train import latest_detector
+
+    if weights != Settings.model_fields["yolo_weights"].default:
+        return None
+    latest = latest_detector()
+    return str(latest) if latest is not None else None
+
+
 def choose_backend(requested: str | None = None, weights: str | None = None) -> tuple[str, str]:
     """(backend, reason) for ``requested`` (default: settings.detector) without building anything."""
     from core.config import get_settings
@@ -38,6 +49,9 @@ def choose_backend(requested: str | None = None, weights: str | None = None) -> 
     local = find_local_weights(weights)
     if local is not None:
         return "yolo", f"auto: YOLO weights found at {local}"
+    trained = trained_weights(weights)
+    if trained is not None:
+        return "yolo", f"auto: detector trained on this catalog found at {trained} (python -m core train-detector)"
     offline, why = network_status()
     if not offline:
         return "yolo", f"auto: network available ({why}), Ultralytics fetches {weights}"
@@ -64,6 +78,11 @@ def get_detector(requested: str | None = None, *, weights: str | None = None, de
     info = resolve_device(device)
     weights = weights or get_settings().yolo_weights
     backend, reason = choose_backend(requested, weights)
+    if backend == "yolo" and (requested or get_settings().detector) == "auto":
+        from core.regions.yolo import find_local_weights
+
+        if find_local_weights(weights) is None:
+            weights = trained_weights(weights) or weights
     try:
         detector = _build(backend, weights if backend == "yolo" else "", info.name)
     except DetectorError as exc:

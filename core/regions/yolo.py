@@ -75,12 +75,19 @@ def _looks_like_path(weights: str) -> bool:
     return "/" in weights or "\\" in weights or weights.startswith((".", "~"))
 
 
+def _trained_imgsz(yolo) -> int | None:
+    """The square training size recorded in a ``.pt`` checkpoint (``train_args.imgsz``), when there is one."""
+    args = (getattr(yolo, "ckpt", None) or {}).get("train_args") or {}
+    size = args.get("imgsz") if isinstance(args, dict) else None
+    return int(size) if isinstance(size, int) and 32 <= size <= 2048 else None
+
+
 class YoloDetector:
     """Ultralytics YOLO detection model (see the module docstring)."""
 
     backend = "yolo"
 
-    def __init__(self, weights: str, device: str = "cpu", *, imgsz: int = 640, offline: bool = True) -> None:
+    def __init__(self, weights: str, device: str = "cpu", *, imgsz: int | None = None, offline: bool = True) -> None:
         import ultralytics
 
         ultralytics_yolo()
@@ -108,7 +115,7 @@ class YoloDetector:
         digest = _file_hash(path) if path.is_file() else "remote"
         self.version = f"yolo/{path.name}@{digest}/ultralytics-{ultralytics.__version__}/{VERSION}"
         self.device = device
-        self.imgsz = imgsz
+        self.imgsz = int(imgsz or _trained_imgsz(yolo) or 640)  # default: the size the model was trained at
         self.half = device == "cuda"
         self.names = {int(k): str(v) for k, v in (yolo.names or {}).items()}
         self._yolo = yolo
