@@ -4,7 +4,9 @@ from __future__ import annotations
 
 # each module registers its commands on the shared app when imported
 from core.cli_app import app
-from core.commands import bench, foundation  # noqa: F401
+from core.commands import audience, bench, detector, foundation, regions  # noqa: F401
+from core.commands import matching as _matching  # noqa: F401
+from core.commands import retrieval as _retrieval  # noqa: F401
 
 
 def main() -> None:

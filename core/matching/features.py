@@ -1,0 +1,132 @@
+"""What the relevance scorers see of a creative and of a phrase, computed once and cached.
+
+A :class:`Creative` holds the global ImageNet vector of the image (EfficientNet-Lite0, 1280-d, cached as an
+array keyed by the image hash), its top detector regions (features + boxes normalised to [0, 1], from the
+region cache of core.regions, extracted where missing) and the ad text (used by the ION scorer only:
+the other scorers, like the paper's, judge the image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from core.filestore import get_array, put_array, resolve
+from core.progress import ProgressFn, no_progress
+from core.store import Ad, get_engine, session_scope
+
+IMAGE_VECTOR_VERSION = "effnet-lite0-gap/1"
+MAX_REGIONS = 10
+
+
+@dataclass
+class Creative:
+    """One creative as the scorers see it.
+
+    image_vec [1280] float32 (L2-normalised); region_feats [k, D_r]; region_boxes [k, 4] (x1, y1, x2, y2 in [0, 1]);
+    region_conf [k]; boxes_px [k, 4] in pixels (for drawing). ``k`` may be 0.
+    """
+
+    key: str
+    image_vec: np.ndarray
+    region_feats: np.ndarray
+    region_boxes: np.ndarray
+    region_conf: np.ndarray
+    text: str = ""
+    boxes_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    labels: list[str] = field(default_factory=list)
+    image_path: str | None = None
+    width: int = 0
+    height: int = 0
+    extra: dict = field(default_factory=dict)  # per-scorer caches (e.g. open_clip vectors, the PIL image of an upload)
+
+    @property
+    def region_dim(self) -> int:
+        return int(self.region_feats.shape[1]) if self.region_feats.ndim == 2 else 0
+
+
+def _image_vec_key(image_hash: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{image_hash}|{IMAGE_VECTOR_VERSION}".encode()).hexdigest()
+
+
+def image_vectors(images: dict[str, object], device: str = "cpu", progress: ProgressFn = no_progress) -> dict[str, np.ndarray]:
+    """EfficientNet-Lite0 vectors by image hash; ``images`` maps hash -> relative path or PIL image. Cached on disk."""
+    from core.embed.baselines import image_embeddings
+    from core.images import load_image
+
+    out: dict[str, np.ndarray] = {}
+    todo: list[tuple[str, object]] = []
+    for image_hash, src in images.items():
+        rel = f"matching/{_image_vec_key(image_hash)[:2]}/{_image_vec_key(image_hash)}.npy"
+        if resolve(rel).exists():
+            out[image_hash] = np.asarray(get_array(rel), np.float32)
+        else:
+            todo.append((image_hash, src))
+    for start in range(0, len(todo), 32):
+        chunk = todo[start:start + 32]
+        pil = [load_image(resolve(src)).image if isinstance(src, str) else src for _, src in chunk]
+        vecs = image_embeddings(pil, device=device)
+        for (image_hash, _), vec in zip(chunk, vecs, strict=True):
+            put_array(vec.astype(np.float32), _image_vec_key(image_hash), kind="matching")
+            out[image_hash] = vec.astype(np.float32)
+        progress(min(start + 32, len(todo)), len(todo), "image vectors: EfficientNet-Lite0")
+    return out
+
+
+def _regions_arrays(det, width: int, height: int, max_regions: int) -> tuple[np.ndarray, ...]:
+    order = np.argsort(-np.asarray(det.confidences), kind="stable")[:max_regions]
+    boxes = np.asarray(det.boxes, np.float32).reshape(-1, 4)[order]
+    feats = np.asarray(det.features, np.float32).reshape(len(det.confidences), -1)[order]
+    scale = np.array([width, height, width, height], np.float32)
+    norm = np.clip(boxes / np.maximum(scale, 1.0), 0.0, 1.0)
+    return feats, norm, np.asarray(det.confidences, np.float32)[order], boxes, [det.labels[i] for i in order]
+
+
+def load_creatives(ad_ids: Sequence[str], engine: Engine | None = None, *, detector: str | None = None, extract: bool = True,
+                   max_regions: int = MAX_REGIONS, device: str = "cpu", progress: ProgressFn = no_progress) -> dict[str, Creative]:
+    """Creatives of catalog ads by id (unknown ids are skipped). Regions missing from the cache are extracted
+    when ``extract`` (slow on CPU: seconds per image), else the creative has no region."""
+    from core.regions.extract import extract_catalog, load_regions
+
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        rows = s.execute(select(Ad.id, Ad.text, Ad.image_hash, Ad.image_path, Ad.width, Ad.height).where(Ad.id.in_(list(ad_ids)))).all()
+    if not rows:
+        return {}
+    vecs = image_vectors({r.image_hash: r.image_path for r in rows}, device=device, progress=progress)
+    key = None
+    if extract:
+        key = extract_catalog(detector, ad_ids=[r.id for r in rows], ocr=False, engine=engine, progress=progress)["key"]
+    else:
+        from core.regions.extract import detector_key
+        from core.regions.registry import get_detector
+
+        key = detector_key(get_detector(detector, device=device).detector, 0.05, 0.5, 50)
+    out: dict[str, Creative] = {}
+    for r in rows:
+        loaded = load_regions(r.image_hash, key, engine=engine)
+        if loaded is None:
+            feats, norm, conf, px, labels = np.zeros((0, 0), np.float32), np.zeros((0, 4), np.float32), np.zeros(0, np.float32), \
+                np.zeros((0, 4), np.float32), []
+        else:
+            feats, norm, conf, px, labels = _regions_arrays(loaded[0], r.width, r.height, max_regions)
+        out[r.id] = Creative(r.id, vecs[r.image_hash], feats, norm, conf, r.text, px, labels, r.image_path, r.width, r.height)
+    return out
+
+
+def creative_from_image(image, key: str, text: str = "", *, detector: str | None = None, max_regions: int = MAX_REGIONS,
+                        device: str = "cpu") -> Creative:
+    """A creative from an uploaded PIL image (detected now, not cached in the database)."""
+    from core.embed.baselines import image_embeddings
+    from core.regions.registry import get_detector
+
+    det = get_detector(detector, device=device).detector.detect([image], conf=0.05, iou=0.5, max_det=50)[0]
+    width, height = image.size
+    feats, norm, conf, px, labels = _regions_arrays(det, width, height, max_regions)
+    vec = image_embeddings([image], device=device)[0]
+    return Creative(key, vec, feats, norm, conf, text, px, labels, None, width, height, extra={"pil": image})

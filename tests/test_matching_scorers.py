@@ -1,0 +1,171 @@
+"""Each scorer: forward pass, a short training that lowers its loss, save/load; offline variant selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.matching.base import FitConfig
+from core.matching.features import Creative
+from core.matching.triples import Triple
+
+torch.set_num_threads(1)
+PHRASES = {"apples": 0, "running shoes": 1, "silk ties": 2}
+REGION_DIM = 8
+
+
+def _creatives(n_per: int = 4) -> dict[str, Creative]:
+    rng = np.random.default_rng(0)
+    protos = rng.standard_normal((3, 1280)).astype(np.float32)
+    out = {}
+    for cat in range(3):
+        for i in range(n_per):
+            vec = protos[cat] + 0.3 * rng.standard_normal(1280).astype(np.float32)
+            feats = np.zeros((3, REGION_DIM), np.float32)
+            feats[0, cat] = 1.0
+            feats += 0.05 * rng.standard_normal(feats.shape).astype(np.float32)
+            boxes = np.array([[0.1, 0.1, 0.5, 0.5], [0.4, 0.2, 0.9, 0.8], [0, 0, 1, 1]], np.float32)
+            key = f"c{cat}-{i}"
+            out[key] = Creative(key, vec / np.linalg.norm(vec), feats, boxes, np.array([0.9, 0.5, 0.2], np.float32),
+                                text=["red apples fresh", "running shoes light", "silk ties office"][cat], boxes_px=boxes * 100,
+                                labels=["a", "b", "c"], width=100, height=100)
+    return out
+
+
+def _triples(creatives: dict[str, Creative]) -> list[Triple]:
+    return [Triple(p, k, int(k.startswith(f"c{cat}-")), "train", "pos" if k.startswith(f"c{cat}-") else "neg")
+            for p, cat in PHRASES.items() for k in creatives]
+
+
+@pytest.fixture(scope="module")
+def data():
+    creatives = _creatives()
+    return creatives, _triples(creatives)
+
+
+def _check_forward(scorer, creatives):
+    probs = scorer.score(list(PHRASES), list(creatives.values()))
+    assert probs.shape == (3, len(creatives))
+    assert np.isfinite(probs).all() and (probs >= 0).all() and (probs <= 1).all()
+    return probs
+
+
+def _trained_auc(scorer, creatives, triples) -> float:
+    from core.matching.evaluate import auc
+
+    probs = scorer.score(list(PHRASES), list(creatives.values()))
+    keys = list(creatives)
+    return auc([probs[PHRASES[t.phrase], keys.index(t.ad_id)] for t in triples], [t.label for t in triples])
+
+
+def test_lxmert_forward_training_attention_and_roundtrip(data, tmp_path):
+    from core.matching.lxmert import LxmertScorer
+    from core.matching.service import load_matcher, save_matcher
+
+    creatives, triples = data
+    torch.manual_seed(0)
+    scorer = LxmertScorer(REGION_DIM, l_layers=1, x_layers=1, r_layers=1)
+    assert "encoder.layer.0.attention.self.query.weight" in scorer.copied
+    assert "encoder.x_layers.0.lang_self_att.self.query.weight" in scorer.copied
+    assert not any("visual_attention" in k or "r_layers" in k for k in scorer.copied)
+    assert "offline" in scorer.variant and "MiniLM" in scorer.variant
+    _check_forward(scorer, creatives)
+    before = scorer.mean_loss(triples, creatives)
+    fit = scorer.fit(triples, creatives, FitConfig(epochs=6, batch_size=12, lr=3e-4))
+    after = scorer.mean_loss(triples, creatives)
+    assert after < before - 0.05, (before, after, fit)
+    att = scorer.cross_attention("apples", creatives["c0-0"])
+    weights = np.array(att["weights"])
+    assert weights.shape == (len(att["tokens"]), 3)
+    assert np.allclose(weights.sum(1), 1.0, atol=1e-5)
+    assert 0 <= att["probability"] <= 1
+    path = save_matcher(tmp_path / "lx.pt", scorer)
+    again = load_matcher(path)
+    assert np.allclose(again.score(["apples"], list(creatives.values())), scorer.score(["apples"], list(creatives.values())), atol=1e-5)
+    assert again.variant == scorer.variant
+
+
+def test_clip_forward_contrastive_training_and_calibration(data, tmp_path):
+    from core.matching.clip import ClipScorer
+    from core.matching.service import load_matcher, save_matcher
+
+    creatives, triples = data
+    torch.manual_seed(0)
+    scorer = ClipScorer("offline")
+    assert "offline CLIP-style" in scorer.variant
+    _check_forward(scorer, creatives)
+    before = scorer.mean_loss(triples, creatives)
+    fit = scorer.fit(triples, creatives, FitConfig(epochs=15, batch_size=12, lr=1e-3))
+    after = scorer.mean_loss(triples, creatives)
+    assert after < before, (before, after)
+    assert fit["platt"][0] > 0  # higher cosine -> more relevant
+    assert _trained_auc(scorer, creatives, triples) > 0.9
+    again = load_matcher(save_matcher(tmp_path / "clip.pt", scorer))
+    assert np.allclose(again.score(["apples"], list(creatives.values())), scorer.score(["apples"], list(creatives.values())), atol=1e-6)
+    with pytest.raises(ValueError, match="no zero-shot mode"):
+        ClipScorer("offline", mode="zero-shot")
+
+
+def test_early_fusion_forward_and_training(data):
+    from core.matching.early_fusion import EarlyFusionScorer
+
+    creatives, triples = data
+    torch.manual_seed(0)
+    scorer = EarlyFusionScorer(hidden=64)
+    _check_forward(scorer, creatives)
+    before = scorer.mean_loss(triples, creatives)
+    scorer.fit(triples, creatives, FitConfig(epochs=30, batch_size=12, lr=3e-3))
+    after = scorer.mean_loss(triples, creatives)
+    assert after < before - 0.1, (before, after)
+
+
+def test_ion_scorer_text_only_phrase_and_platt(data, tmp_path):
+    from core.embed.ion import ION, IONConfig
+    from core.embed.text import Vocabulary
+    from core.matching.ion_scorer import IonScorer, train_small_ion
+    from core.matching.service import load_matcher, save_matcher
+
+    creatives, triples = data
+    torch.manual_seed(0)
+    vocab = Vocabulary.build([c.text.split() for c in creatives.values()] + [p.split() for p in PHRASES])
+    scorer = IonScorer(ION(IONConfig(vocab_size=len(vocab), region_dim=REGION_DIM, d_model=32, layers=1, heads=2, k1=3, k2=2,
+                                     d_out=16)), vocab)
+    phrase_vecs = scorer.phrase_embeddings(list(PHRASES))
+    assert phrase_vecs.shape == (3, 16) and np.isfinite(phrase_vecs).all()
+    _check_forward(scorer, creatives)
+    before = scorer.mean_loss(triples, creatives)
+    fit = scorer.fit(triples, creatives)
+    assert scorer.mean_loss(triples, creatives) <= before + 1e-6  # Platt maximises the likelihood
+    assert len(fit["platt"]) == 2
+    again = load_matcher(save_matcher(tmp_path / "ion.pt", scorer))
+    assert np.allclose(again.score(["apples"], list(creatives.values())), scorer.score(["apples"], list(creatives.values())), atol=1e-5)
+    model, vocab2 = train_small_ion(creatives, {k: int(k[1]) for k in creatives}, epochs=1)
+    assert model.config.region_dim == REGION_DIM and len(vocab2) > 2
+
+
+def test_offline_machine_selects_offline_variants(monkeypatch):
+    from core.matching import registry
+
+    for name in ("lxmert", "clip"):
+        choice = registry.choose_variant(name)
+        assert choice.variant == "offline" and "no network" in choice.reason
+        with pytest.raises(ValueError, match="offline"):
+            registry.choose_variant(name, "pretrained")
+    assert registry.choose_variant("early").variant == "offline"
+    assert registry.choose_variant("lxmert", "offline").reason == "requested"
+    with pytest.raises(ValueError, match="unknown scorer"):
+        registry.choose_variant("bert")
+    clip = registry.build_scorer("clip")
+    assert "offline" in clip.variant and "no network" in clip.reason
+    # online, but the pretrained weights cannot be fetched: auto falls back and says why
+    monkeypatch.setattr("core.offline.network_status", lambda: (False, "test: online"))
+    assert registry.choose_variant("lxmert").variant == "pretrained"
+    import core.matching.clip as clip_module
+
+    def no_weights(*args, **kwargs):
+        raise OSError("weights unavailable")
+
+    monkeypatch.setattr(clip_module.ClipScorer, "_load_open_clip", staticmethod(no_weights))
+    fallback = registry.build_scorer("clip")
+    assert "offline" in fallback.variant and "could not be loaded" in fallback.reason
