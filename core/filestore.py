@@ -32,6 +32,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_torch_save(payload: object, path: Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename: readers never see half a file."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def image_relpath(sha256: str, ext: str) -> str:
     return f"images/{sha256[:2]}/{sha256}{ext}"
 

@@ -82,6 +82,10 @@ class ColourDetector:
 
 def use_colour_detector(monkeypatch) -> ColourDetector:
     """Make every detector lookup (auto / offline / yolo) return the colour detector."""
+    # import the modules that bind get_detector by name BEFORE patching: one first imported while the
+    # patch is active would keep the fake after the test (monkeypatch restores what it saw)
+    import core.regions.analyze  # noqa: F401
+    import core.regions.extract  # noqa: F401
     from core.regions import registry
 
     det = ColourDetector()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from torch import nn
 from core.embed.ion import ION, IONConfig
 from core.embed.text import Vocabulary
 from core.embed.totyemb import ToTYEmb, ToTYEmbConfig
+from core.filestore import atomic_torch_save
 
 FORMAT = "adlens-embed/1"
 _KINDS = {"ion": (ION, IONConfig), "totyemb": (ToTYEmb, ToTYEmbConfig)}
@@ -37,15 +36,7 @@ def save_checkpoint(path: str | Path, model: ION | ToTYEmb, vocab: Vocabulary, m
         "meta": dict(meta or {}),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:

@@ -7,7 +7,6 @@ evaluations are ``ModelRun`` rows of kind ``matcher-eval`` whose metrics hold ev
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from functools import lru_cache
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from sqlalchemy import Engine, select
 
+from core.filestore import atomic_torch_save
 from core.matching.base import FitConfig, MatchScorer
 from core.matching.evaluate import evaluate_scores
 from core.matching.features import Creative, load_creatives
@@ -66,15 +66,7 @@ def save_matcher(path: str | Path, scorer: MatchScorer, meta: dict | None = None
                                "state_dict": {k: v.detach().cpu() for k, v in scorer.state_dict().items()}}
     if scorer.name == "ion":
         payload["ion"] = {"config": scorer.model.config.to_dict(), "vocab": scorer.vocab.to_dict()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def load_matcher(path: str | Path) -> MatchScorer:
