@@ -103,8 +103,12 @@ def page_setup(title: str) -> None:
 
 
 def page_slug(path: Path) -> str:
-    """URL path of a page: '3_Similar_ads.py' -> 'Similar_ads' (as Streamlit names pages/ files)."""
-    return re.sub(r"^\d+[_\- ]*", "", path.stem).replace(" ", "_") or path.stem
+    """URL path of a page: '3_Similar_ads.py' -> 'similar-ads'.
+
+    Deliberately unlike Streamlit's own names for pages/ files ('Similar_ads'): a deep link then always
+    goes through the router in app.py (with its navigation), never straight to the page file.
+    """
+    return (re.sub(r"^\d+[_\- ]*", "", path.stem) or path.stem).replace(" ", "-").replace("_", "-").lower()
 
 
 def sidebar_status(stats: dict[str, Any]) -> None:

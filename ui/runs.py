@@ -29,8 +29,9 @@ def run_picker(label: str = "Model run", *, kinds: Sequence[str] | None = None, 
     where = st.sidebar if sidebar else st
     if not runs:
         wanted = " or ".join(kinds) if kinds else "any"
-        where.info(f"No finished model run ({wanted}) yet: train one on the **Evaluation** page or with "
-                   "`python -m core train --model ion`.", icon=":material/model_training:")
+        # in the main area even when the picker lives in the sidebar: without a run the page has nothing else
+        st.info(f"No finished model run ({wanted}) yet: train one on the **Evaluation** page or with "
+                "`python -m core train --model ion`.", icon=":material/model_training:")
         return None
     by_id = {r["id"]: r for r in runs}
     chosen = where.selectbox(label, list(by_id), format_func=lambda i: run_label(by_id[i]), key=key)
