@@ -48,6 +48,26 @@ def atomic_torch_save(payload: object, path: Path) -> Path:
     return path
 
 
+def load_torch_payload(path: str | Path, *, kind: str, fmt: str) -> dict:
+    """Read a checkpoint written by :func:`atomic_torch_save` (tensors and plain values only).
+
+    Raises FileNotFoundError when it is missing and ValueError when it is unreadable or not a
+    ``fmt`` checkpoint; ``kind`` names it in the messages ("embedding", "matcher").
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {kind} checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable AdLens {kind} checkpoint ({exc.__class__.__name__})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise ValueError(f"{path} is not an AdLens {kind} checkpoint (format {fmt})")
+    return payload
+
+
 def image_relpath(sha256: str, ext: str) -> str:
     return f"images/{sha256[:2]}/{sha256}{ext}"
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from core.embed.ion import ION, IONConfig
 from core.embed.text import Vocabulary
 from core.embed.totyemb import ToTYEmb, ToTYEmbConfig
-from core.filestore import atomic_torch_save
+from core.filestore import atomic_torch_save, load_torch_payload
 
 FORMAT = "adlens-embed/1"
 _KINDS = {"ion": (ION, IONConfig), "totyemb": (ToTYEmb, ToTYEmbConfig)}
@@ -42,14 +41,7 @@ def save_checkpoint(path: str | Path, model: ION | ToTYEmb, vocab: Vocabulary, m
 def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
     """Rebuild the model (eval mode, on ``device``) with its vocabulary; clear errors for bad files."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable AdLens embedding checkpoint ({exc.__class__.__name__})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an AdLens embedding checkpoint (format {FORMAT})")
+    payload = load_torch_payload(path, kind="embedding", fmt=FORMAT)
     kind = payload.get("kind")
     if kind not in _KINDS:
         raise ValueError(f"{path}: unknown model kind {kind!r}")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from sqlalchemy import Engine, select
 
-from core.filestore import atomic_torch_save
+from core.filestore import atomic_torch_save, load_torch_payload
 from core.matching.base import FitConfig, MatchScorer
 from core.matching.evaluate import evaluate_scores
 from core.matching.features import Creative, load_creatives
@@ -72,14 +72,7 @@ def save_matcher(path: str | Path, scorer: MatchScorer, meta: dict | None = None
 def load_matcher(path: str | Path) -> MatchScorer:
     """Rebuild a trained scorer (eval mode, CPU) from its checkpoint; clear errors for bad files."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no matcher checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable AdLens matcher checkpoint ({exc.__class__.__name__})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an AdLens matcher checkpoint ({FORMAT})")
+    payload = load_torch_payload(path, kind="matcher", fmt=FORMAT)
     name, cfg = payload["scorer"], dict(payload.get("config", {}))
     if name == "lxmert":
         from core.matching.lxmert import LxmertScorer
