@@ -33,6 +33,8 @@ MAIN = (
     Experiment("ION w/o SCA", "ion", ("sca",)),
     Experiment("ION w/o DFA", "ion", ("dfa",)),
     Experiment("ION w/o all", "ion", ("ksg", "sca", "dfa")),
+    Experiment("ION without BatchNorm neck (paper's head)", "ion", (), {"neck": "none"}),
+    Experiment("ION with random word vectors", "ion", (), {"word_init": "random"}),
 )
 
 

@@ -9,6 +9,7 @@ process died is marked failed by :func:`reap_stale`.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -139,7 +140,8 @@ def reap_stale(*, engine: Engine | None = None) -> list[int]:
     reaped = []
     for run in list_runs(engine=engine):
         job = run["config"].get("job") or {}
-        if run["status"] in ACTIVE and job.get("mode") == "process" and job.get("pid") and not _alive(int(job["pid"])):
+        here = job.get("host") in (None, socket.gethostname())  # a pid only means something on its own machine
+        if run["status"] in ACTIVE and job.get("mode") == "process" and job.get("pid") and here and not _alive(int(job["pid"])):
             if run_status(run["id"], engine=engine) in ACTIVE:
                 update_run(run["id"], engine=engine, status="failed", message="the training process ended unexpectedly", finished=True)
                 reaped.append(run["id"])

@@ -12,6 +12,8 @@ Hit P@1..10 is reported separately for categories seen in training and held-out 
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from core.store import Ad, Category, Region, RegionSet, get_engine, session_scop
 
 TRAINED_KINDS = ("ion", "totyemb")
 BASELINE_KINDS = ("text", "image", "concat")
-MODEL_OPTIONS = ("k1", "k2", "margin", "keyword_weight", "d_model", "layers", "heads", "top_k", "max_words", "dropout")
+MODEL_OPTIONS = ("k1", "k2", "margin", "keyword_weight", "d_model", "layers", "heads", "top_k", "max_words", "dropout", "neck", "text_norm", "word_init")
 
 
 class RetrievalError(ValueError):
@@ -244,6 +246,21 @@ def _embed_catalog_rows(run: dict[str, Any], cat: CatalogAds, engine: Engine, pr
     return embed_ads(ckpt.model, ckpt.vocab, cat.texts, feats, confs, device="cpu", progress=progress)
 
 
+def clue_scorer(run: dict[str, Any]):
+    """The run's trained SCA as a clue scorer for core.regions.clues.rerank (the Regions page)."""
+    from core.embed.clues import IonClueScorer
+
+    if run["kind"] != "ion":
+        raise RetrievalError(f"model run {run['id']} is {run['kind']}: only ION runs have semantic-clue scores")
+    return IonClueScorer(load_model(run).model, load_model(run).vocab, name=f"ION run #{run['id']}")
+
+
+def run_detector_version(run: dict[str, Any]) -> str | None:
+    """The detector version a trained run's regions came from (the part of its regions key before '|'), if known."""
+    key = (run.get("config") or {}).get("regions_key")
+    return key.split("|")[0] if key else None
+
+
 def embed_query(run: dict[str, Any], *, text: str = "", image: Image.Image | None = None) -> np.ndarray:
     """One query vector [1, d] for a new creative (image + text) or a phrase (text only) with a run's model."""
     text = (text or "").strip()
@@ -337,6 +354,8 @@ def train_run(kind: str, ablate: Sequence[str] = (), options: dict[str, Any] | N
     config = {"kind": kind, "ablate": ablate, **options}
     if run_id is None:
         suffix = f" w/o {'+'.join(ablate)}" if ablate else ""
+        # the process doing the work, so core.jobs.reap_stale can mark the run failed if it dies (e.g. a killed CLI)
+        config["job"] = {"mode": "process", "pid": os.getpid(), "host": socket.gethostname()}
         run_id = create_run(kind, name or f"{kind}{suffix}", config, engine=engine)
     else:
         config = {**get_run(run_id, engine=engine)["config"], **config}

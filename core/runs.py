@@ -172,9 +172,17 @@ def delete_run(run_id: int, *, engine: Engine | None = None) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# model options whose non-default values make a run an experiment variant rather than the model itself
+VARIANT_OPTIONS = {"neck": "none", "word_init": "random", "text_norm": "post"}
+
+
+def is_variant(run: dict[str, Any]) -> bool:
+    """True for an ablation or a paper-setting variant (e.g. ``neck=none``): not what "the ION model" should mean."""
+    config = run.get("config") or {}
+    return bool(config.get("ablate")) or any(config.get(k) == v for k, v in VARIANT_OPTIONS.items())
+
+
 def latest_done(kind: str | None = None, *, engine: Engine | None = None) -> dict[str, Any] | None:
-    """The newest finished run with an index (of ``kind`` if given)."""
-    for run in list_runs(kind, "done", engine=engine):
-        if run["index_path"]:
-            return run
-    return None
+    """The newest finished run with an index (of ``kind`` if given), preferring full models over ablations / variants."""
+    runs = [r for r in list_runs(kind, "done", engine=engine) if r["index_path"]]
+    return next((r for r in runs if not is_variant(r)), runs[0] if runs else None)

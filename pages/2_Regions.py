@@ -18,7 +18,12 @@ from core.regions.figure import rank_table, regions_figure
 from core.regions.keywords import keywords
 from core.regions.ocr import ocr_words, read_text
 from core.regions.registry import BACKENDS, DetectorChoice, get_detector
+from core.retrieval import RetrievalError, clue_scorer, run_detector_version
+from core.runs import list_runs
 from ui.common import page_end, page_frame
+from ui.runs import run_label
+
+ZERO_SHOT = "zero-shot"
 
 
 @st.cache_resource(show_spinner="Loading the detector…")
@@ -48,7 +53,14 @@ def sidebar() -> dict:
         conf = st.slider("Confidence threshold", 0.0, 1.0, 0.05, 0.01, key="r_conf")
         iou = st.slider("NMS IoU threshold", 0.1, 0.95, 0.5, 0.05, key="r_iou")
         use_ocr = st.checkbox("Read printed words (OCR)", value=True, key="r_ocr")
-    return {"backend": backend, "weights": weights, "k1": k1, "k2": k2, "conf": conf, "iou": iou, "ocr": use_ocr}
+        st.header("Semantic clues")
+        runs = {r["id"]: r for r in list_runs(kind="ion", status="done") if "sca" not in (r["config"].get("ablate") or [])}
+        scorer = st.selectbox("Clue scorer", [ZERO_SHOT, *runs], key="r_scorer",
+                              format_func=lambda i: "Zero-shot: MiniLM(region label, keywords)" if i == ZERO_SHOT else run_label(runs[i]),
+                              help="A trained ION run scores each box with its own SCA (alpha, eq. 6); zero-shot compares the "
+                                   "box's class name with the text's keywords.")
+    return {"backend": backend, "weights": weights, "k1": k1, "k2": k2, "conf": conf, "iou": iou, "ocr": use_ocr,
+            "run": runs.get(scorer)}
 
 
 def pick_creative():
@@ -92,10 +104,16 @@ def show_regions(opts: dict) -> None:
         choice = detector(opts["backend"], opts["weights"])
         dets = detect(decoded.sha256, opts["backend"], opts["weights"], opts["conf"], opts["iou"], decoded.image)
         lines = ocr_lines(decoded.sha256, decoded.image) if opts["ocr"] else []
-        sca = rerank(dets, text, k1=opts["k1"], k2=opts["k2"], extra_words=ocr_words(lines))
-    except (ImageError, DetectorError, ValueError, RuntimeError, OSError) as exc:
+        run = opts["run"]
+        scorer = clue_scorer(run) if run else None
+        # ION reads the ad text only (OCR words were not part of its training input)
+        sca = rerank(dets, text, k1=opts["k1"], k2=opts["k2"], scorer=scorer, extra_words=[] if run else ocr_words(lines))
+    except (ImageError, DetectorError, RetrievalError, ValueError, RuntimeError, OSError) as exc:
         st.error(str(exc))
         return
+    if run and run_detector_version(run) not in (None, choice.detector.version):
+        st.warning(f"ION run #{run['id']} was trained on regions of `{run_detector_version(run)}`, but this page detects with "
+                   f"`{choice.detector.version}`: its clue scores are only meaningful for the detector it was trained with.")
     st.info(f"**{choice.backend}** detector `{choice.detector.version}` on **{choice.device_reason}** — {choice.reason}. "
             f"Clue scorer: {sca.scorer}. Detection took {dets.seconds * 1000:.0f} ms "
             f"({len(dets)} boxes).", icon=":material/memory:")

@@ -146,6 +146,7 @@ def test_overview_shows_counts_device_models_and_demo_label(catalog):
     # kites are source=demo: the generated-data banner and the OpenMoji attribution are shown
     assert "Generated demo data — synthetic creatives, users and clicks" in _texts(at.info)
     assert any("OpenMoji" in c.value and "CC BY-SA 4.0" in c.value for c in at.caption)
+    assert any("denckring-en-pos" in c.value and "UD English-EWT" in c.value for c in at.caption)
 
 
 def test_model_inventory_follows_the_yolo_weights_file(home, tmp_path, monkeypatch):

@@ -405,3 +405,33 @@ def test_category_name_clash_with_other_source_is_refused(engine):
         build_world(30, 60, 0, engine=engine, knobs=knobs)
     with session_scope(engine) as s:
         assert s.scalar(select(func.count()).select_from(Category)) == 1
+
+
+def test_product_judgement_set_reads_the_ground_truth(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from core.cli import app
+    from core.demo.judgements import product_judgements
+    from core.matching.triples import read_judgements
+
+    truth = {ad_id: (json.loads(t), cat) for ad_id, t, cat in world.rows(
+        "SELECT a.id, a.truth, c.name FROM ads a JOIN categories c ON c.id = a.category_id WHERE a.split = 'test'")}
+    rows = product_judgements(split="test", seed=0)
+    assert {r["ad_id"] for r in rows} == set(truth)
+    for r in rows:
+        t, cat = truth[r["ad_id"]]
+        in_picture = {o["category"] for o in t["objects"]}
+        if r["kind"] == "product":
+            assert r["label"] == 1 and r["phrase"] == cat
+        elif r["kind"] == "distractor":
+            assert r["label"] == 0 and r["phrase"] in in_picture and r["phrase"] != cat
+        else:
+            assert r["kind"] == "absent" and r["label"] == 0 and r["phrase"] not in in_picture
+    assert sum(r["kind"] == "product" for r in rows) == len(truth) and any(r["kind"] == "distractor" for r in rows)
+    out = tmp_path / "judged.csv"
+    result = CliRunner().invoke(app, ["demo-judgements", "--out", str(out), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["rows"] == len(rows)
+    judged = read_judgements(out)  # what evaluate-matching --judgements reads
+    assert len(judged.triples) == len(rows) and sum(t.label for t in judged.triples) == len(truth)
+    bad = CliRunner().invoke(app, ["demo-judgements", "--out", str(out), "--split", "holdout", "--json"])
+    assert bad.exit_code == 2

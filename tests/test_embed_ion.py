@@ -143,7 +143,7 @@ def test_ablation_removes_module_and_every_remaining_parameter_is_used(ablate):
 
 
 def test_straight_through_keyword_lambda_gets_gradient_from_the_triplet_loss():
-    model = make(keyword_weight=0.0).train()
+    model = make(keyword_weight=0.0, margin=4.0).train()  # margin 4 (the largest squared distance): the hinge is active
     tokens, tmask, regions, rmask, conf = batch()
     loss, parts = model.loss({"tokens": tokens, "token_mask": tmask, "kw_labels": torch.full_like(tokens, -100),
                               "regions": regions, "region_mask": rmask, "region_conf": conf, "labels": torch.tensor([0, 0, 1])})

@@ -12,7 +12,7 @@ from core.embed.data import balanced_batches, build_dataset, pad_regions
 from core.embed.evaluate import hit_precision_at_k, seen_unseen_precision
 from core.embed.ion import ION, IONConfig
 from core.embed.totyemb import ToTYEmb, ToTYEmbConfig
-from core.embed.train import TrainConfig, TrainingCancelled, embed, evaluate_loss, train_model
+from core.embed.train import TrainConfig, TrainingCancelled, default_epochs, embed, evaluate_loss, train_model
 
 
 def tiny_ion(vocab_size: int, seed: int = 0, **kw) -> ION:
@@ -142,10 +142,13 @@ def test_seen_and_unseen_categories_after_training(trained):
     assert 0.0 <= split["unseen"][0] <= 1.0
 
 
-def test_train_config_defaults_follow_the_device():
+def test_train_config_defaults_follow_the_paper_and_the_catalog_size():
     cpu = TrainConfig()
-    assert cpu.device == "cpu" and cpu.epochs == 10  # tests run with ADLENS_DEVICE=cpu
-    assert TrainConfig(device="cuda").epochs == 30 and TrainConfig(device="cuda", epochs=3).epochs == 3
+    assert cpu.device == "cpu" and cpu.epochs is None  # tests run with ADLENS_DEVICE=cpu; resolved when training starts
+    assert TrainConfig(device="cuda", epochs=3).epochs == 3
+    assert default_epochs(300) == 30  # the paper's MP set: ~294 batches per epoch -> its 30 epochs
+    assert default_epochs(37) == 55  # the demo world's 1,171 training ads: at least 2,000 steps
+    assert default_epochs(2) == 100  # capped
     assert cpu.categories_per_batch * cpu.ads_per_category == 32 and cpu.lr == 1e-3
     with pytest.raises(ValueError, match="sampler"):
         TrainConfig(sampler="hard")

@@ -161,3 +161,7 @@ def test_extract_and_eval_commands(home, engine, yolo_pt, monkeypatch):
     assert report["ads"] == 1 and (report["top1_before"], report["top1_after"], report["hit_in_k1"]) == (0, 0, 0)
     assert report["extraction"]["computed"] == 0  # served from the cache filled by `extract`
     assert _invoke("extract", "--limit", "-1", "--json").exit_code == 2
+    bad_split = _invoke("regions-eval", "--split", "holdout", "--json")
+    assert bad_split.exit_code == 2 and "--split" in json.loads(bad_split.stdout)["error"]
+    no_run = _invoke("regions-eval", "--run", "999", "--json")
+    assert no_run.exit_code == 2 and "999" in json.loads(no_run.stdout)["error"]

@@ -120,6 +120,30 @@ def test_product_box_rank_report(catalog):
     assert box_iou(np.array([12, 10, 50, 52]), np.array([10, 10, 50, 50]))[0, 0] >= 0.5
 
 
+def test_product_box_rank_report_with_a_scorer_and_a_split(catalog):
+    from core.regions.extract import product_box_rank_report
+    from core.store import Ad, session_scope
+
+    class LeastConfident:
+        name = "least confident first"
+
+        def score(self, text, detections):  # noqa: ARG002
+            return -detections.confidences
+
+    report = product_box_rank_report(catalog, SceneDetector(), ocr=False, scorer=LeastConfident())
+    assert report["scorer"] == "least confident first" and report["split"] == "all"
+    # mug: the mug box has the lower confidence -> first; shoe: its only hit box moves down if another box exists
+    assert per_ad_first(report)["mug"] == 0
+    with session_scope(catalog) as s:
+        s.get(Ad, "mug").split = "test"
+    only = product_box_rank_report(catalog, SceneDetector(), ocr=False, split="test")
+    assert only["ads"] == 1 and only["split"] == "test" and only["per_ad"][0]["ad_id"] == "mug"
+
+
+def per_ad_first(report: dict) -> dict[str, int | None]:
+    return {row["ad_id"]: row["first_hit_after"] for row in report["per_ad"]}
+
+
 def test_report_without_ground_truth(engine):
     from core.regions.extract import product_box_rank_report
 

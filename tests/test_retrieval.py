@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -235,3 +236,85 @@ def test_real_offline_detector_regions_for_a_creative(w):
     assert np.all(np.diff(reg.confidences) <= 1e-6) and np.isfinite(reg.features).all()
     with pytest.raises(retrieval.RetrievalError, match="not be comparable"):
         REAL_REGIONS_FOR_IMAGE(image, "offline", "some-other-detector/2|conf=0.05")
+
+
+def test_ion_clue_scorer_reranks_with_the_runs_sca(w):
+    """The Regions page's ION scorer gives each box the alpha the model itself computes for that ad (eq. 6)."""
+    from core.explain import attention
+    from core.regions.base import DetectionResult
+    from core.regions.clues import rerank
+    from core.runs import get_run
+    from tests.retrieval_world import fake_image_regions
+
+    run = get_run(w["ion"])
+    scorer = retrieval.clue_scorer(run)
+    assert scorer.name.startswith(f"ION run #{w['ion']}")
+    ad = retrieval.load_catalog_ads(["demo-00007"])
+    from core.filestore import resolve
+    from core.images import load_image
+
+    regs = fake_image_regions(load_image(resolve(ad.image_paths[0])).image)
+    dets = DetectionResult(boxes=regs.boxes, confidences=regs.confidences, labels=regs.labels, features=regs.features,
+                           image_size=(64, 64), detector="fake", backend="fake", device="cpu")
+    alpha = scorer.score(ad.texts[0], dets)
+    expected = {r["index"]: r["alpha"] for r in attention(w["ion"], ad_id="demo-00007")["regions"] if r["in_k1"]}
+    assert alpha.shape == (5,) and ((alpha > 0) & (alpha < 1)).all()
+    assert alpha.tolist() == pytest.approx([expected[i] for i in range(5)], abs=1e-5)
+    sca = rerank(dets, ad.texts[0], k1=5, k2=2, scorer=scorer)
+    assert [r.index for r in sca.kept()] == list(np.argsort(-alpha, kind="stable")[:2])
+    wrong = DetectionResult(boxes=regs.boxes, confidences=regs.confidences, labels=regs.labels, features=regs.features[:, :10],
+                            image_size=(64, 64), detector="fake", backend="fake", device="cpu")
+    with pytest.raises(ValueError, match="48-d"):
+        scorer.score(ad.texts[0], wrong)
+    with pytest.raises(retrieval.RetrievalError, match="only ION runs"):
+        retrieval.clue_scorer({**run, "kind": "text"})
+    assert retrieval.run_detector_version(run) == "fake-quadrants/1"
+
+
+def test_runs_record_their_process_and_dead_ones_are_reaped(w):
+    import socket
+
+    from core.jobs import reap_stale
+    from core.runs import create_run, get_run, start_run
+
+    done = get_run(w["ion"])
+    assert done["config"]["job"] == {"mode": "process", "pid": done["config"]["job"]["pid"], "host": socket.gethostname()}
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # a pid that no longer runs
+    here = create_run("ion", "killed CLI run", {"job": {"mode": "process", "pid": proc.pid, "host": socket.gethostname()}})
+    elsewhere = create_run("ion", "run on another machine", {"job": {"mode": "process", "pid": proc.pid, "host": "other-host"}})
+    alive = create_run("ion", "this process", {"job": {"mode": "process", "pid": os.getpid()}})
+    for run_id in (here, elsewhere, alive):
+        assert start_run(run_id, "training")
+    try:
+        assert reap_stale() == [here]
+        assert get_run(here)["status"] == "failed" and "ended unexpectedly" in get_run(here)["message"]
+        assert get_run(elsewhere)["status"] == "running" and get_run(alive)["status"] == "running"
+    finally:  # leave the shared world without active runs
+        from core.runs import delete_run, update_run
+
+        for run_id in (here, elsewhere, alive):
+            update_run(run_id, status="failed", finished=True)
+            delete_run(run_id)
+
+
+def test_full_models_are_preferred_over_ablations_and_variants(w):
+    from core.audience.retrieval import make_retriever
+    from core.runs import create_run, delete_run, get_run, is_variant, latest_done, update_run
+    from core.store import get_engine
+
+    full = get_run(w["ion"])
+    assert not is_variant(full)
+    made = []
+    try:
+        for config in ({"ablate": ["sca"]}, {"neck": "none"}, {"word_init": "random"}):
+            run_id = create_run("ion", "variant", config)
+            update_run(run_id, status="done", index_path=full["index_path"], finished=True)
+            made.append(run_id)
+            assert is_variant(get_run(run_id))
+        assert latest_done("ion")["id"] == w["ion"]  # newer variants exist, the full model is still "the" ION
+        assert make_retriever("ion", engine=get_engine()).model_run_id == w["ion"]
+        assert retrieval.search(ad_id="demo-00007", k=3)["run"]["id"] == w["ion"]
+    finally:
+        for run_id in made:
+            delete_run(run_id)

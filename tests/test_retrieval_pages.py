@@ -67,3 +67,37 @@ def test_attention_page_with_a_run(w):
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="att_highlight").value.startswith("R")
     assert any("Columns are the kept regions" in str(c.value) for c in at.caption)
+
+
+class _QuadrantDetector:
+    """The retrieval world's stand-in regions as a detector, so the Regions page can use the world's ION run."""
+
+    backend, version, device, feature_dim = "offline", "fake-quadrants/1", "cpu", 48
+
+    def detect(self, images, *, conf=0.05, iou=0.5, max_det=50):  # noqa: ARG002
+        from core.regions.base import DetectionResult
+        from tests.retrieval_world import fake_image_regions
+
+        out = []
+        for image in images:
+            r = fake_image_regions(image)
+            out.append(DetectionResult(boxes=r.boxes, confidences=r.confidences, labels=r.labels, features=r.features,
+                                       image_size=image.size, detector=self.version, backend="offline", device="cpu"))
+        return out
+
+
+def test_regions_page_reranks_with_a_trained_ion_run(w, monkeypatch):
+    from core.regions import registry
+
+    monkeypatch.setattr(registry, "get_detector", lambda backend=None, weights=None: registry.DetectorChoice(
+        _QuadrantDetector(), "offline", "test stand-in", "cpu"))
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "2_Regions.py"), default_timeout=90).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.sidebar.selectbox(key="r_scorer").value == "zero-shot"
+    assert any("Clue scorer: zero-shot" in str(i.value) for i in at.info)
+    at.sidebar.selectbox(key="r_scorer").set_value(w["ion"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(f"Clue scorer: ION run #{w['ion']}" in str(i.value) for i in at.info)
+    assert not at.warning  # same detector as the run was trained with
+    table = at.dataframe[0].value
+    assert len(table) == 5 and (table["kept"] == "yes").sum() == 5  # k2 slider default 10 > 5 boxes

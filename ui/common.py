@@ -20,6 +20,8 @@ DEMO_BANNER = "Generated demo data — synthetic creatives, users and clicks"
 OPENMOJI_TEXT = "Emoji artwork: OpenMoji – the open-source emoji and icon project, CC BY-SA 4.0"
 OPENMOJI_LICENSE_URL = "https://creativecommons.org/licenses/by-sa/4.0/"
 OPENMOJI_URL = "https://openmoji.org/"
+POS_TAGGER_TEXT = ("English keyword labels: part-of-speech tagger denckring-en-pos (Dennis Senzel), "
+                   "trained on UD English-EWT, model CC BY-SA 4.0")
 
 # icons for the page list, by a word in the page's file name (others get a generic icon)
 PAGE_ICONS = {
@@ -139,7 +141,7 @@ def demo_banner(stats: dict[str, Any]) -> None:
 
 def openmoji_attribution(sidebar: bool = False) -> None:
     text = f"{OPENMOJI_TEXT} — [license]({OPENMOJI_LICENSE_URL}) · [openmoji.org]({OPENMOJI_URL})"
-    (st.sidebar if sidebar else st).caption(text)
+    (st.sidebar if sidebar else st).caption(text + f"  \n{POS_TAGGER_TEXT} — [license]({OPENMOJI_LICENSE_URL})")
 
 
 def page_frame(title: str, heading: str | None = None) -> dict[str, Any]:

@@ -132,13 +132,15 @@ def _model_run_retriever(engine: Engine, run_id: int | None, kind: str | None) -
             run = s.get(ModelRun, run_id)
             if run is None:
                 raise NotFoundError(f"model run {run_id} does not exist (list runs on the Models page or with the CLI)")
-        else:
-            run = s.scalars(select(ModelRun).where(ModelRun.kind == kind, ModelRun.status == "done",
-                                                   ModelRun.index_path.is_not(None)).order_by(ModelRun.id.desc())).first()
-            if run is None:
-                raise NotFoundError(f"no finished '{kind}' model run with an index: train one first, or use "
-                                    f"--retriever {' / '.join(BASELINES)}")
-        rid, rkind, index_path = run.id, run.kind, run.index_path
+            rid, rkind, index_path = run.id, run.kind, run.index_path
+    if run_id is None:
+        from core.runs import latest_done
+
+        found = latest_done(kind, engine=engine)  # the newest full model, ablations and variants only as a fallback
+        if found is None:
+            raise NotFoundError(f"no finished '{kind}' model run with an index: train one first, or use "
+                                f"--retriever {' / '.join(BASELINES)}")
+        rid, rkind, index_path = found["id"], found["kind"], found["index_path"]
     if not index_path:
         raise RetrievalError(f"model run {rid} ({rkind}) has no vector index: build it before expanding with it")
     path = resolve(index_path)

@@ -29,6 +29,27 @@ def demo(
     emit(summary, as_json)
 
 
+@app.command("demo-judgements")
+def demo_judgements(
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write (phrase, ad_id, label, split, kind)")],
+    split: Annotated[str, typer.Option("--split", help="creatives of this split: train | val | test")] = "test",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the demo world's product-vs-distractor judgement set (for evaluate-matching --judgements)."""
+    from core.demo.judgements import product_judgements, write_judgements
+
+    if split not in ("train", "val", "test"):
+        fail(f"--split must be train, val or test, got {split!r}", as_json)
+    rows = product_judgements(split=split, seed=seed)
+    if not rows:
+        fail("no creative with a ground-truth product in that split: build the demo world first (python -m core demo)", as_json)
+    path = write_judgements(rows, out)
+    kinds = {k: sum(r["kind"] == k for r in rows) for k in ("product", "distractor", "absent")}
+    emit({"ok": True, "path": str(path), "rows": len(rows), "creatives": kinds["product"], "kinds": kinds}, as_json,
+         f"{len(rows)} judgements on {kinds['product']} creatives -> {path}")
+
+
 @ingest_app.command("ads")
 def ingest_ads(
     manifest: Annotated[Path, typer.Argument(help="CSV or Parquet: ad_id, text, image, category[, split]")],

@@ -90,6 +90,8 @@ def regions_eval(
     limit: Annotated[int | None, typer.Option("--limit", help="only the first N ads with a product box")] = None,
     k1: Annotated[int, typer.Option("--k1")] = 20,
     k2: Annotated[int, typer.Option("--k2")] = 10,
+    run: Annotated[int | None, typer.Option("--run", help="score with this ION run's SCA (alpha) instead of zero-shot MiniLM")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="only ads of this split: train | val | test")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """How often the ground-truth product box is ranked first, before vs after semantic re-weighting."""
@@ -97,9 +99,18 @@ def regions_eval(
     from core.regions.extract import product_box_rank_report
 
     try:
+        scorer = None
+        if run is not None:
+            from core.retrieval import clue_scorer
+            from core.runs import get_run
+
+            scorer = clue_scorer(get_run(run))
+        if split not in (None, "train", "val", "test"):
+            raise ValueError(f"--split must be train, val or test, got {split!r}")
         with tqdm_progress(enabled=not as_json) as progress:
-            report = product_box_rank_report(detector=detector, limit=limit, k1=k1, k2=k2, progress=progress)
-    except (DetectorError, ValueError, RuntimeError) as exc:
+            report = product_box_rank_report(detector=detector, limit=limit, k1=k1, k2=k2, scorer=scorer, ocr=scorer is None,
+                                             split=split, progress=progress)
+    except (DetectorError, KeyError, ValueError, RuntimeError) as exc:
         fail(str(exc), as_json)
     if not as_json:
         report = {k: v for k, v in report.items() if k != "per_ad"}

@@ -30,13 +30,14 @@ def _table(rows: list[dict]) -> str:
 def train(
     model: Annotated[str, typer.Option("--model", help="ion | totyemb | text | image | concat")] = "ion",
     ablate: Annotated[str, typer.Option("--ablate", help="comma list: ksg,sca,dfa (ION) or pointer,image (ToTYEmb)")] = "",
-    epochs: Annotated[int | None, typer.Option("--epochs", help="default: 30 on a GPU, 10 on CPU")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="default: the paper's 30, more on small catalogs (at least 2,000 steps, at most 100 epochs)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     k1: Annotated[int | None, typer.Option("--k1", help="regions in (by detector confidence)")] = None,
     k2: Annotated[int | None, typer.Option("--k2", help="regions kept by SCA")] = None,
     margin: Annotated[float | None, typer.Option("--margin", help="triplet margin gamma")] = None,
     rho: Annotated[float | None, typer.Option("--rho", help="keyword loss weight rho")] = None,
     lr: Annotated[float | None, typer.Option("--lr")] = None,
+    neck: Annotated[str | None, typer.Option("--neck", help="ION: batchnorm (default) | none (the paper's exact head)")] = None,
     detector: Annotated[str | None, typer.Option("--detector", help="auto | yolo | offline")] = None,
     run: Annotated[int | None, typer.Option("--run", help="train into this existing run (background jobs)")] = None,
     as_json: JsonOpt = False,
@@ -48,7 +49,7 @@ def train(
     from core.store import get_engine
 
     options = {k: v for k, v in {"epochs": epochs, "seed": seed, "k1": k1, "k2": k2, "margin": margin, "keyword_weight": rho,
-                                 "lr": lr, "detector": detector}.items() if v is not None}
+                                 "lr": lr, "neck": neck, "detector": detector}.items() if v is not None}
     if model not in ("ion", "totyemb"):
         options = {"seed": seed}
     engine = get_engine()
@@ -139,7 +140,7 @@ def runs(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def experiments(
-    epochs: Annotated[int | None, typer.Option("--epochs", help="epochs per trained model (default: 30 GPU / 10 CPU)")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="epochs per trained model (default: the paper's 30, more on small catalogs)")] = None,
     only: Annotated[str, typer.Option("--only", help="comma list of kinds to run from the main table (ion,totyemb,text,...)")] = "",
     grid: Annotated[str, typer.Option("--grid", help="k1:k2 pairs for ION, e.g. 10:5,20:10,30:10 (Table 2)")] = "",
     gamma: Annotated[str, typer.Option("--gamma", help="triplet margins to sweep for ION, e.g. 0.1,0.2,0.3")] = "",

@@ -47,6 +47,13 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
         raise ValueError(f"{path}: unknown model kind {kind!r}")
     model_cls, config_cls = _KINDS[kind]
     model = model_cls(config_cls.from_dict(payload["config"]))
-    model.load_state_dict(payload["state_dict"])
+    try:
+        missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    except RuntimeError as exc:  # tensor shapes that differ from the config's
+        raise ValueError(f"{path}: the checkpoint does not fit its model ({str(exc).splitlines()[-1].strip()})") from None
+    # checkpoints from before region standardisation lack its buffers: their defaults (identity) are what they used
+    missing = [k for k in missing if not k.endswith(("feature_mean", "feature_std"))]
+    if missing or unexpected:
+        raise ValueError(f"{path}: the checkpoint does not fit its model (missing {missing[:5]}, unexpected {unexpected[:5]})")
     model.to(device).eval()
     return Checkpoint(model, Vocabulary.from_dict(payload["vocab"]), payload.get("meta", {}))

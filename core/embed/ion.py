@@ -21,6 +21,13 @@ Choices the paper leaves open (documented here, tested in tests/test_embed_ion.p
 * SCA: the hard top-k2 gives no gradient to alpha, so the kept region vectors are scaled by their alpha
   (``v_j <- alpha_j * v_j``); the ranking is unchanged and W_v / W_o learn through DFA.
 * A text with no words or an image with no regions gives zero vectors on that side, never NaN.
+* Embedding neck (not in the paper): f passes a parameter-free BatchNorm1d before the L2 normalisation
+  (``IONConfig.neck = "batchnorm"``, the "BNNeck" of person re-identification). Trained from scratch on a
+  catalog of ~1,000 ads, the batch-hardest triplet loss otherwise collapses every ad onto one point
+  within the first epoch (loss stuck at gamma, mean inter-ad distance < 0.01): the batch statistics keep
+  each dimension spread across the batch, so a collapsed embedding is no longer a minimum. Measured in
+  docs/ion_training.md; ``neck="none"`` gives the paper's exact head.
+* Region features are standardised with the training set's statistics before FFN_r (core.embed.layers).
 * Ablations (section 4.5) through ``IONConfig.ablate``: ``"ksg"`` (h' = H, h_bar = masked sum of H; the
   keyword head goes with it, so no keyword loss), ``"sca"`` (keep the top k2 regions by detector
   confidence, no alpha), ``"dfa"`` (global concatenation fusion: f = FFN_f([maxpool h'; maxpool v])).
@@ -38,6 +45,7 @@ from torch import Tensor, nn
 from core.embed.layers import RegionProjection, TextEncoder, ffn, gather_regions, masked_max, masked_softmax, masked_sum, top_regions
 
 ION_ABLATIONS = frozenset({"ksg", "sca", "dfa"})
+ION_NECKS = ("batchnorm", "none")
 
 
 @dataclass
@@ -57,9 +65,16 @@ class IONConfig:
     dropout: float = 0.1
     max_words: int = 64
     ablate: frozenset[str] = field(default_factory=frozenset)
+    text_norm: str = "pre"  # LayerNorm placement in the text Transformer: "pre" (trains stably from scratch) or "post"
+    word_init: str = "minilm"  # word table starts from MiniLM static vectors ("minilm", core.embed.word_vectors) or N(0, 1) ("random")
+    neck: str = "batchnorm"  # "batchnorm" (parameter-free BatchNorm1d on f before ||f|| = 1) or "none" (the paper's head)
 
     def __post_init__(self) -> None:
         self.ablate = frozenset(self.ablate)
+        if self.word_init not in ("minilm", "random"):
+            raise ValueError(f"word_init must be 'minilm' or 'random', got {self.word_init!r}")
+        if self.neck not in ION_NECKS:
+            raise ValueError(f"unknown ION neck {self.neck!r}; choose from {list(ION_NECKS)}")
         unknown = self.ablate - ION_ABLATIONS
         if unknown:
             raise ValueError(f"unknown ION ablation(s) {sorted(unknown)}; choose from {sorted(ION_ABLATIONS)}")
@@ -78,7 +93,8 @@ class IONConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> IONConfig:
-        return cls(**{**data, "ablate": frozenset(data.get("ablate", ()))})
+        # checkpoints written before the neck and the pre-norm encoder existed were trained without them
+        return cls(**{"neck": "none", "text_norm": "post", "word_init": "random", **data, "ablate": frozenset(data.get("ablate", ()))})
 
 
 @dataclass
@@ -112,7 +128,7 @@ class ION(nn.Module):
         super().__init__()
         self.config = config
         d, p = config.d_model, config.dropout
-        self.text = TextEncoder(config.vocab_size, d, config.layers, config.heads, p, config.max_words)
+        self.text = TextEncoder(config.vocab_size, d, config.layers, config.heads, p, config.max_words, config.text_norm)
         self.region = RegionProjection(config.region_dim, d, p)
         if "ksg" not in config.ablate:
             self.keyword_head = nn.Linear(d, 2)  # binary softmax classifier per word
@@ -126,6 +142,7 @@ class ION(nn.Module):
             self.ffn_h = ffn(2 * d, d, p)
             self.ffn_v = ffn(2 * d, d, p)
         self.ffn_f = nn.Sequential(nn.Linear(2 * d, d), nn.ReLU(), nn.Dropout(p), nn.Linear(d, config.d_out))
+        self.neck = nn.BatchNorm1d(config.d_out, affine=False) if config.neck == "batchnorm" else nn.Identity()
 
     # -- modules ---------------------------------------------------------------------------------
     def _ksg(self, h: Tensor, token_mask: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
@@ -148,11 +165,15 @@ class ION(nn.Module):
         if "sca" in self.config.ablate:
             kept, kept_mask = top_regions(region_conf, region_mask, k2)
             return gather_regions(v, kept), kept, kept_mask, None
-        alpha = torch.sigmoid(self.clue_region(v).squeeze(-1) + self.clue_text(h_bar))  # [B, k1]
-        alpha = alpha * region_mask.to(alpha.dtype)
+        alpha = self._alpha(v, h_bar, region_mask)  # [B, k1]
         kept, kept_mask = top_regions(alpha, region_mask, k2)
         v_kept = gather_regions(v, kept) * torch.gather(alpha, 1, kept)[..., None]
         return v_kept, kept, kept_mask, alpha
+
+    def _alpha(self, v: Tensor, h_bar: Tensor, region_mask: Tensor) -> Tensor:
+        """Eq. 6: alpha_j = sigmoid(W_v v_j + W_o h_bar). v [B, m, d], h_bar [B, d] -> [B, m] (zero on padding)."""
+        alpha = torch.sigmoid(self.clue_region(v).squeeze(-1) + self.clue_text(h_bar))
+        return alpha * region_mask.to(alpha.dtype)
 
     def _dfa(self, h_prime: Tensor, token_mask: Tensor, v: Tensor, v_mask: Tensor) -> tuple[Tensor, Tensor | None]:
         """DFA (eq. 7-12). h' [B, n, d], v [B, k2, d] -> (pre-normalisation f [B, d_out], beta [B, n, k2])."""
@@ -178,7 +199,21 @@ class ION(nn.Module):
         v = self.region(regions, region_mask)
         v_kept, kept, kept_mask, alpha = self._sca(v, h_bar, region_mask, region_conf)
         f, beta = self._dfa(h_prime, token_mask, v_kept, kept_mask)
-        return IONOutput(F.normalize(f, dim=-1), logits, gates, alpha, kept, kept_mask, beta)
+        if self.training and len(f) < 2 and isinstance(self.neck, nn.BatchNorm1d):
+            raise ValueError("training ION with the batchnorm neck needs batches of at least 2 ads")
+        return IONOutput(F.normalize(self.neck(f), dim=-1), logits, gates, alpha, kept, kept_mask, beta)
+
+    @torch.no_grad()
+    def clue_scores(self, tokens: Tensor, token_mask: Tensor, regions: Tensor, region_mask: Tensor) -> Tensor:
+        """SCA relevance alpha of ANY number m of regions to the text (no k1 cut), for re-ranking detector boxes.
+
+        tokens, token_mask [B, n]; regions [B, m, D_r]; region_mask [B, m] -> alpha [B, m] in (0, 1), 0 on padding.
+        """
+        if "sca" in self.config.ablate:
+            raise ValueError("this ION was trained without SCA: it has no semantic-clue scores")
+        token_mask, region_mask = token_mask.bool(), region_mask.bool()
+        _, h_bar, _, _ = self._ksg(self.text(tokens, token_mask), token_mask)
+        return self._alpha(self.region(regions, region_mask), h_bar, region_mask)
 
     def forward_batch(self, batch: dict[str, Tensor]) -> IONOutput:
         return self(batch["tokens"], batch["token_mask"], batch["regions"], batch["region_mask"], batch["region_conf"])

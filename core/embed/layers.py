@@ -11,15 +11,24 @@ class TextEncoder(nn.Module):
 
     tokens [B, n] (0 = padding), token_mask [B, n] -> H [B, n, d_model] (zeros on padding).
     A text with no word at all gives all-zero states instead of NaNs.
+
+    ``norm="pre"`` puts LayerNorm before each sub-layer (plus one at the end), which trains from scratch at
+    Adam lr 1e-3 without a warm-up (Xiong et al., 2020); ``"post"`` is the original Transformer's placement,
+    which at that learning rate trained unevenly across seeds on the demo catalog (docs/ion_training.md).
     """
 
-    def __init__(self, vocab_size: int, d_model: int, layers: int, heads: int, dropout: float, max_words: int) -> None:
+    def __init__(self, vocab_size: int, d_model: int, layers: int, heads: int, dropout: float, max_words: int,
+                 norm: str = "pre") -> None:
         super().__init__()
+        if norm not in ("pre", "post"):
+            raise ValueError(f"text encoder norm must be 'pre' or 'post', got {norm!r}")
         self.word = nn.Embedding(vocab_size, d_model, padding_idx=0)
         self.position = nn.Embedding(max_words, d_model)
         self.drop = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=4 * d_model, dropout=dropout, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
+        layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=4 * d_model, dropout=dropout, batch_first=True,
+                                           norm_first=norm == "pre")
+        self.encoder = nn.TransformerEncoder(layer, num_layers=layers, norm=nn.LayerNorm(d_model) if norm == "pre" else None,
+                                             enable_nested_tensor=False)
         self.max_words = max_words
 
     def forward(self, tokens: Tensor, token_mask: Tensor) -> Tensor:
@@ -75,15 +84,33 @@ def gather_regions(v: Tensor, index: Tensor) -> Tensor:
 
 
 class RegionProjection(nn.Module):
-    """FFN_r (eq. 5): single-layer FFN from detector region features to d_model. [B, k1, D_r] -> [B, k1, d]."""
+    """FFN_r (eq. 5): single-layer FFN from detector region features to d_model. [B, k1, D_r] -> [B, k1, d].
+
+    Detector features are not normalised (YOLO neck activations reach ~10 on a ~0.7 spread), so each
+    feature dimension is first standardised with the training regions' mean and standard deviation
+    (``set_feature_stats``; buffers saved with the model; identity until set). Without it the projected
+    regions swamp the word states at initialisation and training stalls (see docs/ion_training.md).
+    """
 
     def __init__(self, region_dim: int, d_model: int, dropout: float) -> None:
         super().__init__()
         self.linear = nn.Linear(region_dim, d_model)
         self.drop = nn.Dropout(dropout)
+        self.register_buffer("feature_mean", torch.zeros(region_dim))
+        self.register_buffer("feature_std", torch.ones(region_dim))
+
+    @torch.no_grad()
+    def set_feature_stats(self, regions: Tensor, region_mask: Tensor) -> None:
+        """Per-dimension mean / std of the real regions of a training set. regions [N, k1, D_r], region_mask [N, k1]."""
+        real = regions[region_mask.bool()]
+        if len(real) < 2:
+            return  # too few regions to estimate a spread: keep the identity
+        self.feature_mean.copy_(real.mean(dim=0))
+        self.feature_std.copy_(real.std(dim=0).clamp_min(1e-3))
 
     def forward(self, regions: Tensor, region_mask: Tensor) -> Tensor:
-        return self.drop(torch.relu(self.linear(regions))) * region_mask[..., None].to(regions.dtype)
+        x = (regions - self.feature_mean) / self.feature_std
+        return self.drop(torch.relu(self.linear(x))) * region_mask[..., None].to(regions.dtype)
 
 
 def ffn(d_in: int, d_out: int, dropout: float) -> nn.Sequential:

@@ -124,6 +124,12 @@ def fit_and_evaluate(
     val_ds = part(split.val) if len(split.val) > 1 else None
     class_labels = sorted(set(train_ds.labels.tolist())) if kind == "totyemb" else ()
     model = build_model(kind, len(vocab), train_ds.region_dim, class_labels, seed=cfg.seed, **options)
+    if getattr(model, "region", None) is not None:
+        model.region.set_feature_stats(train_ds.regions, train_ds.region_mask)
+    if model.config.word_init == "minilm":
+        from core.embed.word_vectors import init_word_embeddings
+
+        init_word_embeddings(model.text.word, vocab.words)
     result = train_model(model, train_ds, val_ds, cfg, progress, should_stop)
     metrics: dict = {}
     if len(split.test) > 1:

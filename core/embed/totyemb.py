@@ -47,9 +47,13 @@ class ToTYEmbConfig:
     dropout: float = 0.1
     max_words: int = 64
     ablate: frozenset[str] = field(default_factory=frozenset)
+    text_norm: str = "pre"  # LayerNorm placement in the text Transformer: "pre" (trains stably from scratch) or "post"
+    word_init: str = "minilm"  # word table starts from MiniLM static vectors ("minilm", core.embed.word_vectors) or N(0, 1) ("random")
 
     def __post_init__(self) -> None:
         self.ablate = frozenset(self.ablate)
+        if self.word_init not in ("minilm", "random"):
+            raise ValueError(f"word_init must be 'minilm' or 'random', got {self.word_init!r}")
         unknown = self.ablate - TOTYEMB_ABLATIONS
         if unknown:
             raise ValueError(f"unknown ToTYEmb ablation(s) {sorted(unknown)}; choose from {sorted(TOTYEMB_ABLATIONS)}")
@@ -75,7 +79,8 @@ class ToTYEmbConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ToTYEmbConfig:
-        return cls(**{**data, "ablate": frozenset(data.get("ablate", ())), "class_labels": tuple(data["class_labels"])})
+        return cls(**{"text_norm": "post", "word_init": "random", **data, "ablate": frozenset(data.get("ablate", ())),  # older checkpoints: post-norm
+                      "class_labels": tuple(data["class_labels"])})
 
 
 @dataclass
@@ -102,7 +107,7 @@ class ToTYEmb(nn.Module):
         super().__init__()
         self.config = config
         d, p = config.d_model, config.dropout
-        self.text = TextEncoder(config.vocab_size, d, config.layers, config.heads, p, config.max_words)
+        self.text = TextEncoder(config.vocab_size, d, config.layers, config.heads, p, config.max_words, config.text_norm)
         self.word_score = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, 1, bias=False))  # eq. 10
         with_image = "image" not in config.ablate
         if with_image:

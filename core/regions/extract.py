@@ -124,16 +124,18 @@ def _first_hit(boxes: list[list[float]], truth: np.ndarray, threshold: float) ->
 
 def product_box_rank_report(engine: Engine | None = None, detector: str | Detector | None = None, limit: int | None = None, *,
                             k1: int = 20, k2: int = 10, iou_hit: float = 0.5, scorer: ClueScorer | None = None,
-                            ocr: bool = True, progress: ProgressFn | None = None) -> dict[str, Any]:
+                            ocr: bool = True, split: str | None = None, progress: ProgressFn | None = None) -> dict[str, Any]:
     """How often the ground-truth product box (Ad.truth["product_box"]) is ranked first before vs after SCA.
 
     A region is a hit when its IoU with the product box is >= ``iou_hit``. Before = detector
     confidence order; after = clue-score order of the top ``k1``. Regions come from the cache
-    (extracted first where missing).
+    (extracted first where missing). ``split``: only the ads of that split (train / val / test); ``ocr=False``: the
+    clue words are the ad text alone (a trained ION scorer reads no OCR words).
     """
     engine = engine or get_engine()
     with session_scope(engine) as s:
-        ads = [(a.id, a.text, a.image_hash, (a.truth or {}).get("product_box")) for a in s.scalars(select(Ad).order_by(Ad.id))]
+        query = select(Ad).order_by(Ad.id) if split is None else select(Ad).where(Ad.split == split).order_by(Ad.id)
+        ads = [(a.id, a.text, a.image_hash, (a.truth or {}).get("product_box")) for a in s.scalars(query)]
     ads = [a for a in ads if a[3] is not None and len(a[3]) == 4]
     if limit is not None:
         ads = ads[: max(0, limit)]
@@ -148,7 +150,7 @@ def product_box_rank_report(engine: Engine | None = None, detector: str | Detect
         if loaded is None:  # the image failed to load
             continue
         dets, ocr_lines = loaded
-        sca = rerank(dets, text, k1=k1, k2=k2, scorer=scorer, extra_words=ocr_words(ocr_lines))
+        sca = rerank(dets, text, k1=k1, k2=k2, scorer=scorer, extra_words=ocr_words(ocr_lines) if ocr else [])
         gt = np.asarray(truth, np.float64)
         hit_before = _first_hit([r.box for r in sca.regions[:k1]], gt, iou_hit)
         hit_after = _first_hit([r.box for r in sca.after()], gt, iou_hit)
@@ -164,7 +166,7 @@ def product_box_rank_report(engine: Engine | None = None, detector: str | Detect
     n = len(per_ad)
     return {
         "ok": True, "ads": n, "detector": extraction["detector"], "backend": extraction["backend"], "reason": extraction["reason"],
-        "k1": k1, "k2": k2, "iou_hit": iou_hit,
+        "k1": k1, "k2": k2, "iou_hit": iou_hit, "split": split or "all", "scorer": getattr(scorer, "name", "zero-shot (MiniLM)"),
         "top1_before": int(before), "top1_after": int(after),
         "top1_rate_before": round(before / n, 4) if n else None, "top1_rate_after": round(after / n, 4) if n else None,
         "hit_in_k1": int(in_k1), "hit_in_k2_before": int(kept_before), "hit_in_k2_after": int(kept_after),

