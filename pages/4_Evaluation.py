@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit run` puts only the script's folder on the path
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 import streamlit as st
 from plotly.subplots import make_subplots
 
 from core import jobs
 from core.retrieval import evaluate_runs
-from core.runs import RUN_KINDS, delete_run, list_runs
+from core.runs import RUN_KINDS, delete_run, is_variant, list_runs
 from ui.common import page_end, page_frame
 
 ABLATIONS = {"ion": ["ksg", "sca", "dfa"], "totyemb": ["pointer", "image"]}
@@ -22,12 +24,15 @@ ABLATIONS = {"ion": ["ksg", "sca", "dfa"], "totyemb": ["pointer", "image"]}
 
 def curves(runs: list[dict]) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Seen categories", "Unseen (held-out) categories"), shared_yaxes=True)
-    for run in runs:
+    palette = qualitative.D3 + qualitative.Set2
+    for i, run in enumerate(runs):
         m = run["metrics"]
+        color = palette[i % len(palette)]  # one colour per run on both panels
         for col, part in ((1, "seen"), (2, "unseen")):
             values = m.get(part) or []
             fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=f"#{run['id']} {run['name']}",
-                                     legendgroup=str(run["id"]), showlegend=col == 1), row=1, col=col)
+                                     legendgroup=str(run["id"]), showlegend=col == 1, line={"color": color}, marker={"color": color}),
+                          row=1, col=col)
     chance = next((r["metrics"]["chance"] for r in runs if r["metrics"].get("chance")), None)
     for col, part in ((1, "seen"), (2, "unseen")):
         if chance and chance.get(part) is not None:
@@ -51,13 +56,24 @@ PCT = {c: st.column_config.NumberColumn(c.replace("_p", " P@"), format="percent"
        ("seen_p1", "seen_p5", "seen_p10", "unseen_p1", "unseen_p5", "unseen_p10")}
 
 
+def default_runs(runs: list[dict], limit: int = 6) -> list[int]:
+    """The newest run of each name, full models (ION, ToTYEmb, baselines) before ablations and variants."""
+    names: set[str] = set()
+    chosen = []
+    for run in sorted(runs, key=is_variant):  # stable: newest first within each group
+        if run["name"] not in names:
+            names.add(run["name"])
+            chosen.append(run["id"])
+    return chosen[:limit]
+
+
 def results_section() -> None:
     runs = [r for r in list_runs(status="done") if r["metrics"].get("seen")]
     if not runs:
         st.info("No evaluated run yet: train one below, or run `python -m core experiments`.", icon=":material/query_stats:")
         return
     by_id = {r["id"]: r for r in runs}
-    chosen = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:6], key="ev_runs",
+    chosen = st.multiselect("Runs to compare", list(by_id), default=default_runs(runs), key="ev_runs",
                             format_func=lambda i: f"#{i} {by_id[i]['name']}")
     picked = [by_id[i] for i in chosen]
     if picked:
@@ -107,13 +123,20 @@ def train_section() -> None:
             st.success(f"Run #{run_id} started in the background; the rest of the app stays usable.")
 
 
-@st.fragment(run_every=3)
-def jobs_section() -> None:
+REFRESH_S = 3  # while a job runs, the page re-runs itself this often to move its progress bar
+
+
+def jobs_section() -> bool:
+    """Active and recently failed / cancelled jobs; -> whether to refresh (a job is active and refreshing is on).
+
+    (Not an auto-running st.fragment: with the router's page URLs, Streamlit 1.67 answers each fragment
+    re-run with a "Page not found" dialog. The page re-runs itself instead, only while a job is active.)
+    """
     jobs.reap_stale()
     active = jobs.active_jobs()
     finished = [r for r in list_runs() if r["status"] in ("failed", "cancelled")][:5]
     if not active and not finished:
-        return
+        return False
     st.subheader("Background jobs")
     for run in active:
         cols = st.columns([5, 1])
@@ -127,14 +150,20 @@ def jobs_section() -> None:
         if cols[1].button("Delete", key=f"delete-{run['id']}", icon=":material/delete:"):
             delete_run(run["id"])
             st.rerun()
+    refresh = bool(active) and st.toggle(f"Refresh every {REFRESH_S} s while a job runs", value=True, key="ev_refresh",
+                                         help="the other pages stay usable meanwhile")
+    return refresh
 
 
 def main() -> None:
     stats = page_frame("Evaluation")
     results_section()
-    jobs_section()
+    refresh = jobs_section()
     train_section()
     page_end(stats)
+    if refresh:
+        time.sleep(REFRESH_S)
+        st.rerun()
 
 
 main()

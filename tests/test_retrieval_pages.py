@@ -101,3 +101,24 @@ def test_regions_page_reranks_with_a_trained_ion_run(w, monkeypatch):
     assert not at.warning  # same detector as the run was trained with
     table = at.dataframe[0].value
     assert len(table) == 5 and (table["kept"] == "yes").sum() == 5  # k2 slider default 10 > 5 boxes
+
+
+def test_evaluation_page_shows_a_running_job_and_refreshes_only_while_asked(w):
+    from core.runs import create_run, delete_run, start_run, update_run
+
+    run_id = create_run("ion", "a job in progress", {"job": {"mode": "thread"}})
+    assert start_run(run_id, "training")
+    update_run(run_id, progress=0.4, message="train: epoch 4/10")
+    try:
+        at = AppTest.from_file(PAGES["4_Evaluation.py"], default_timeout=90)
+        at.session_state["ev_refresh"] = False  # no timed re-runs inside the test
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("Background jobs" in str(s.value) for s in at.subheader)
+        assert at.toggle(key="ev_refresh").value is False
+        assert any(f"#{run_id} a job in progress" in str(b.proto.text) for b in at.get("progress"))
+        # the default comparison: one run per name, full models first
+        assert at.multiselect(key="ev_runs").value[0] == w["ion"]
+    finally:
+        update_run(run_id, status="failed", finished=True)
+        delete_run(run_id)
