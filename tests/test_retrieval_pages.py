@@ -117,8 +117,14 @@ def test_evaluation_page_shows_a_running_job_and_refreshes_only_while_asked(w):
         assert any("Background jobs" in str(s.value) for s in at.subheader)
         assert at.toggle(key="ev_refresh").value is False
         assert any(f"#{run_id} a job in progress" in str(b.proto.text) for b in at.get("progress"))
-        # the default comparison: one run per name, full models first
-        assert at.multiselect(key="ev_runs").value[0] == w["ion"]
+        # the default comparison: one run per name, full models before ablations / variants
+        from core.runs import get_run, is_variant
+
+        chosen = [get_run(i) for i in at.multiselect(key="ev_runs").value]
+        names = [r["name"] for r in chosen]
+        assert chosen and len(names) == len(set(names))
+        flags = [is_variant(r) for r in chosen]
+        assert flags == sorted(flags)
     finally:
         update_run(run_id, status="failed", finished=True)
         delete_run(run_id)
