@@ -37,3 +37,14 @@ def engine(home):
     from core.store import get_engine
 
     return get_engine()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread (and the build machine's cores are shared); restores the count after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

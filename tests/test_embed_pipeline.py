@@ -13,12 +13,7 @@ from core.embed.train import TrainConfig
 SMALL = dict(d_model=16, layers=1, heads=2, k1=8, dropout=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread (tests/conftest.py)
 
 
 def test_split_holds_out_whole_categories():

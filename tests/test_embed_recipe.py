@@ -18,12 +18,7 @@ from core.filestore import load_torch_payload
 SMALL = dict(d_model=16, layers=1, heads=2, k1=6, k2=3, d_out=16, dropout=0.0, max_words=16)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread (tests/conftest.py)
 
 
 def test_region_projection_standardises_real_regions_only():

@@ -25,17 +25,11 @@ def tiny_ion(vocab_size: int, seed: int = 0, **kw) -> ION:
 FAST = dict(categories_per_batch=6, ads_per_category=5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train fastest on one thread (and the build machine's cores are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def trained(one_thread):
+def trained(one_torch_thread):
     ds, vocab = synthetic_dataset()  # 6 categories x 5 ads
     model = tiny_ion(len(vocab))
     before = hit_precision_at_k(embed(model, ds), ds.labels.numpy(), k_max=4)
