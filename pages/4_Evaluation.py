@@ -100,7 +100,7 @@ def train_section() -> None:
                                 key="ev_ablate")
         c1, c2, c3, c4, c5 = st.columns(5)
         epochs = c1.number_input("Epochs", 0, 100, 0, key="ev_epochs",
-                                 help="0 = automatic: the paper's 30, more on small catalogs (at least 2,000 optimiser steps)")
+                                 help="0 = automatic: the paper's 30, more on small catalogs (at least 4,000 optimiser steps)")
         k1 = c2.number_input("k1", 1, 50, 20, key="ev_k1")
         k2 = c3.number_input("k2", 1, 50, 10, key="ev_k2")
         margin = c4.number_input("margin γ", 0.0, 2.0, 0.2, 0.05, key="ev_margin")

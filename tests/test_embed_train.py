@@ -141,7 +141,8 @@ def test_train_config_defaults_follow_the_paper_and_the_catalog_size():
     assert cpu.device == "cpu" and cpu.epochs is None  # tests run with ADLENS_DEVICE=cpu; resolved when training starts
     assert TrainConfig(device="cuda", epochs=3).epochs == 3
     assert default_epochs(300) == 30  # the paper's MP set: ~294 batches per epoch -> its 30 epochs
-    assert default_epochs(37) == 55  # the demo world's 1,171 training ads: at least 2,000 steps
+    assert default_epochs(37) == 100  # the demo world's 1,171 training ads: at least 4,000 steps, capped at 100
+    assert default_epochs(100) == 40
     assert default_epochs(2) == 100  # capped
     assert cpu.categories_per_batch * cpu.ads_per_category == 32 and cpu.lr == 1e-3
     with pytest.raises(ValueError, match="sampler"):

@@ -30,7 +30,7 @@ def _table(rows: list[dict]) -> str:
 def train(
     model: Annotated[str, typer.Option("--model", help="ion | totyemb | text | image | concat")] = "ion",
     ablate: Annotated[str, typer.Option("--ablate", help="comma list: ksg,sca,dfa (ION) or pointer,image (ToTYEmb)")] = "",
-    epochs: Annotated[int | None, typer.Option("--epochs", help="default: the paper's 30, more on small catalogs (at least 2,000 steps, at most 100 epochs)")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="default: the paper's 30, more on small catalogs (at least 4,000 steps, at most 100 epochs)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     k1: Annotated[int | None, typer.Option("--k1", help="regions in (by detector confidence)")] = None,
     k2: Annotated[int | None, typer.Option("--k2", help="regions kept by SCA")] = None,
