@@ -252,7 +252,8 @@ def clue_scorer(run: dict[str, Any]):
 
     if run["kind"] != "ion":
         raise RetrievalError(f"model run {run['id']} is {run['kind']}: only ION runs have semantic-clue scores")
-    return IonClueScorer(load_model(run).model, load_model(run).vocab, name=f"ION run #{run['id']}")
+    ckpt = load_model(run)
+    return IonClueScorer(ckpt.model, ckpt.vocab, name=f"ION run #{run['id']}")
 
 
 def run_detector_version(run: dict[str, Any]) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -80,12 +81,18 @@ def create_run(kind: str, name: str | None = None, config: dict | None = None, *
         return int(run.id)
 
 
+def _row(session, run_id: int) -> ModelRun:
+    """The run's row in an open session; RunNotFound when there is none."""
+    run = session.get(ModelRun, int(run_id))
+    if run is None:
+        raise RunNotFound(f"model run {run_id} does not exist")
+    return run
+
+
 def get_run(run_id: int, *, engine: Engine | None = None) -> dict[str, Any]:
     engine = engine or get_engine()
     with session_scope(engine) as s:
-        run = s.get(ModelRun, int(run_id))
-        if run is None:
-            raise RunNotFound(f"model run {run_id} does not exist")
+        run = _row(s, run_id)
         return to_dict(run)
 
 
@@ -107,9 +114,7 @@ def update_run(run_id: int, *, engine: Engine | None = None, finished: bool = Fa
     if "status" in fields and fields["status"] not in STATUSES:
         raise ValueError(f"unknown run status {fields['status']!r}")
     with session_scope(engine) as s:
-        run = s.get(ModelRun, int(run_id))
-        if run is None:
-            raise RunNotFound(f"model run {run_id} does not exist")
+        run = _row(s, run_id)
         for key, value in fields.items():
             setattr(run, key, value)
         if finished:
@@ -129,9 +134,7 @@ def start_run(run_id: int, message: str = "starting", *, engine: Engine | None =
     """created -> running; False (and the run marked cancelled) when a cancel came first."""
     engine = engine or get_engine()
     with session_scope(engine) as s:
-        run = s.get(ModelRun, int(run_id))
-        if run is None:
-            raise RunNotFound(f"model run {run_id} does not exist")
+        run = _row(s, run_id)
         if run.status == "cancelling":
             run.status, run.message, run.finished_at = "cancelled", "cancelled before it started", utcnow()
             return False
@@ -143,9 +146,7 @@ def request_cancel(run_id: int, *, engine: Engine | None = None) -> bool:
     """Ask a running job to stop (status -> cancelling); False when the run is not active."""
     engine = engine or get_engine()
     with session_scope(engine) as s:
-        run = s.get(ModelRun, int(run_id))
-        if run is None:
-            raise RunNotFound(f"model run {run_id} does not exist")
+        run = _row(s, run_id)
         if run.status not in ("created", "running"):
             return False
         run.status, run.message = "cancelling", "cancel requested"
@@ -159,9 +160,7 @@ def delete_run(run_id: int, *, engine: Engine | None = None) -> None:
 
     engine = engine or get_engine()
     with session_scope(engine) as s:
-        run = s.get(ModelRun, int(run_id))
-        if run is None:
-            raise RunNotFound(f"model run {run_id} does not exist")
+        run = _row(s, run_id)
         if run.status in ("running", "cancelling"):
             raise ValueError(f"model run {run_id} is {run.status}: cancel it first")
         for exp in s.scalars(select(ExpansionRun).where(ExpansionRun.model_run_id == run.id)):
@@ -182,7 +181,12 @@ def is_variant(run: dict[str, Any]) -> bool:
     return bool(config.get("ablate")) or any(config.get(k) == v for k, v in VARIANT_OPTIONS.items())
 
 
+def full_models_first(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``runs`` with full models before ablations / variants, each group keeping its order (e.g. newest first)."""
+    return sorted(runs, key=is_variant)
+
+
 def latest_done(kind: str | None = None, *, engine: Engine | None = None) -> dict[str, Any] | None:
     """The newest finished run with an index (of ``kind`` if given), preferring full models over ablations / variants."""
-    runs = [r for r in list_runs(kind, "done", engine=engine) if r["index_path"]]
-    return next((r for r in runs if not is_variant(r)), runs[0] if runs else None)
+    runs = full_models_first([r for r in list_runs(kind, "done", engine=engine) if r["index_path"]])
+    return runs[0] if runs else None

@@ -10,13 +10,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit ru
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 import streamlit as st
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from core import jobs
 from core.retrieval import evaluate_runs
-from core.runs import RUN_KINDS, delete_run, is_variant, list_runs
+from core.runs import RUN_KINDS, delete_run, full_models_first, list_runs
 from ui.common import page_end, page_frame
 
 ABLATIONS = {"ion": ["ksg", "sca", "dfa"], "totyemb": ["pointer", "image"]}
@@ -60,7 +60,7 @@ def default_runs(runs: list[dict], limit: int = 6) -> list[int]:
     """The newest run of each name, full models (ION, ToTYEmb, baselines) before ablations and variants."""
     names: set[str] = set()
     chosen = []
-    for run in sorted(runs, key=is_variant):  # stable: newest first within each group
+    for run in full_models_first(runs):
         if run["name"] not in names:
             names.add(run["name"])
             chosen.append(run["id"])

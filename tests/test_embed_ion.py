@@ -7,7 +7,6 @@ import torch
 
 from core.embed.ion import ION, IONConfig
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread (tests/conftest.py)
 
 

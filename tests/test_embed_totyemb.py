@@ -12,7 +12,6 @@ from core.embed.evaluate import hit_precision_at_k
 from core.embed.totyemb import ToTYEmb, ToTYEmbConfig
 from core.embed.train import TrainConfig, embed, train_model
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread (tests/conftest.py)
 
 

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from core.runs import is_variant, list_runs
+from core.runs import full_models_first, list_runs
 
 KEPT_COLOR = "#16a34a"  # kept by SCA (k2)
 DROPPED_COLOR = "#f97316"  # in the top k1 but dropped
@@ -25,8 +25,7 @@ def run_label(run: dict[str, Any]) -> str:
 
 def run_picker(label: str = "Model run", *, kinds: Sequence[str] | None = None, key: str = "run", sidebar: bool = True) -> dict | None:
     """A select box of the finished runs (newest first); None (with a hint) when there is none."""
-    runs = [r for r in list_runs(status="done") if r["index_path"] and (not kinds or r["kind"] in kinds)]
-    runs = [r for r in runs if not is_variant(r)] + [r for r in runs if is_variant(r)]  # full models first, newest first
+    runs = full_models_first([r for r in list_runs(status="done") if r["index_path"] and (not kinds or r["kind"] in kinds)])
     where = st.sidebar if sidebar else st
     if not runs:
         wanted = " or ".join(kinds) if kinds else "any"

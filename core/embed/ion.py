@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.embed.layers import RegionProjection, TextEncoder, ffn, gather_regions, masked_max, masked_softmax, masked_sum, top_regions
+from core.embed.word_vectors import check_word_init
 
 ION_ABLATIONS = frozenset({"ksg", "sca", "dfa"})
 ION_NECKS = ("batchnorm", "none")
@@ -71,8 +72,7 @@ class IONConfig:
 
     def __post_init__(self) -> None:
         self.ablate = frozenset(self.ablate)
-        if self.word_init not in ("minilm", "random"):
-            raise ValueError(f"word_init must be 'minilm' or 'random', got {self.word_init!r}")
+        check_word_init(self.word_init)
         if self.neck not in ION_NECKS:
             raise ValueError(f"unknown ION neck {self.neck!r}; choose from {list(ION_NECKS)}")
         unknown = self.ablate - ION_ABLATIONS

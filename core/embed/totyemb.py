@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.embed.layers import RegionProjection, TextEncoder, ffn, gather_regions, masked_max, masked_softmax, top_regions
+from core.embed.word_vectors import check_word_init
 
 TOTYEMB_ABLATIONS = frozenset({"pointer", "image"})
 
@@ -52,8 +53,7 @@ class ToTYEmbConfig:
 
     def __post_init__(self) -> None:
         self.ablate = frozenset(self.ablate)
-        if self.word_init not in ("minilm", "random"):
-            raise ValueError(f"word_init must be 'minilm' or 'random', got {self.word_init!r}")
+        check_word_init(self.word_init)
         unknown = self.ablate - TOTYEMB_ABLATIONS
         if unknown:
             raise ValueError(f"unknown ToTYEmb ablation(s) {sorted(unknown)}; choose from {sorted(TOTYEMB_ABLATIONS)}")

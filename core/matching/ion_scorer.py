@@ -109,8 +109,7 @@ def latest_ion_checkpoint(engine: Engine) -> tuple[Path, int] | None:
     with session_scope(engine) as s:
         runs = s.scalars(select(ModelRun).where(ModelRun.kind == "ion", ModelRun.status == "done",
                                                 ModelRun.checkpoint_path.is_not(None)).order_by(ModelRun.id.desc())).all()
-        full = [r for r in runs if not is_variant({"config": r.config})]
-        for run in full + [r for r in runs if r not in full]:
+        for run in sorted(runs, key=lambda r: is_variant({"config": r.config})):  # full models first, newest first
             path = Path(run.checkpoint_path)
             path = path if path.is_absolute() else resolve(path)
             if path.is_file():
