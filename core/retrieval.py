@@ -33,7 +33,8 @@ from core.store import Ad, Category, Region, RegionSet, get_engine, session_scop
 
 TRAINED_KINDS = ("ion", "totyemb")
 BASELINE_KINDS = ("text", "image", "concat")
-MODEL_OPTIONS = ("k1", "k2", "margin", "keyword_weight", "d_model", "layers", "heads", "top_k", "max_words", "dropout", "neck", "text_norm", "word_init")
+MODEL_OPTIONS = ("k1", "k2", "margin", "keyword_weight", "d_model", "layers", "heads", "top_k", "max_words", "dropout", "neck", "text_norm",
+                 "word_init")
 
 
 class RetrievalError(ValueError):

@@ -135,7 +135,7 @@ def test_precise_batchnorm_recalibration_matches_the_training_sets_statistics():
     model.eval()
     with torch.no_grad():  # the pre-neck vectors of the whole set, dropout off
         captured = {}
-        handle = model.neck.register_forward_hook(lambda m, i, o: captured.setdefault("f", i[0]))
+        handle = model.neck.register_forward_hook(lambda _m, i, _o: captured.setdefault("f", i[0]))
         model.forward_batch(ds.batch(range(len(ds))))
         handle.remove()
     f = captured["f"]

@@ -89,7 +89,7 @@ class _QuadrantDetector:
 def test_regions_page_reranks_with_a_trained_ion_run(w, monkeypatch):
     from core.regions import registry
 
-    monkeypatch.setattr(registry, "get_detector", lambda backend=None, weights=None: registry.DetectorChoice(
+    monkeypatch.setattr(registry, "get_detector", lambda *_a, **_k: registry.DetectorChoice(
         _QuadrantDetector(), "offline", "test stand-in", "cpu"))
     at = AppTest.from_file(str(REPO_ROOT / "pages" / "2_Regions.py"), default_timeout=90).run()
     assert not at.exception, [e.value for e in at.exception]

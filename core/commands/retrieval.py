@@ -30,7 +30,8 @@ def _table(rows: list[dict]) -> str:
 def train(
     model: Annotated[str, typer.Option("--model", help="ion | totyemb | text | image | concat")] = "ion",
     ablate: Annotated[str, typer.Option("--ablate", help="comma list: ksg,sca,dfa (ION) or pointer,image (ToTYEmb)")] = "",
-    epochs: Annotated[int | None, typer.Option("--epochs", help="default: the paper's 30, more on small catalogs (at least 4,000 steps, at most 100 epochs)")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", help="default: the paper's 30, more on small catalogs (at least 4,000 steps, at most 100 epochs)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     k1: Annotated[int | None, typer.Option("--k1", help="regions in (by detector confidence)")] = None,
     k2: Annotated[int | None, typer.Option("--k2", help="regions kept by SCA")] = None,
@@ -140,7 +141,8 @@ def runs(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def experiments(
-    epochs: Annotated[int | None, typer.Option("--epochs", help="epochs per trained model (default: the paper's 30, more on small catalogs)")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", help="epochs per trained model (default: the paper's 30, more on small catalogs)")] = None,
     only: Annotated[str, typer.Option("--only", help="comma list of kinds to run from the main table (ion,totyemb,text,...)")] = "",
     grid: Annotated[str, typer.Option("--grid", help="k1:k2 pairs for ION, e.g. 10:5,20:10,30:10 (Table 2)")] = "",
     gamma: Annotated[str, typer.Option("--gamma", help="triplet margins to sweep for ION, e.g. 0.1,0.2,0.3")] = "",

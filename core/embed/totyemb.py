@@ -79,7 +79,8 @@ class ToTYEmbConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ToTYEmbConfig:
-        return cls(**{"text_norm": "post", "word_init": "random", **data, "ablate": frozenset(data.get("ablate", ())),  # older checkpoints: post-norm
+        # checkpoints written before the pre-norm encoder and the MiniLM word table were trained without them
+        return cls(**{"text_norm": "post", "word_init": "random", **data, "ablate": frozenset(data.get("ablate", ())),
                       "class_labels": tuple(data["class_labels"])})
 
 
