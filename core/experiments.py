@@ -1,6 +1,6 @@
 """The paper's experiment table from one call: ION, ToTYEmb, three baselines, four ablations; k1/k2 grid; gamma/rho sweeps.
 
-Each entry is one model run (trained and evaluated by core.retrieval.train_run on the catalog's test
+Each entry is one model run (trained and evaluated by core.retrieval.training.train_run on the catalog's test
 split); the table reads Hit P@1/5/10 on seen and unseen categories from the runs' metrics.
 """
 
@@ -76,7 +76,7 @@ def plan(only: Sequence[str] | None = None, grid: Sequence[tuple[int, int]] = ()
 def run_experiments(experiments: Sequence[Experiment], options: dict[str, Any] | None = None, *, engine: Engine | None = None,
                     progress: ProgressFn = no_progress, on_done: Callable[[dict], None] | None = None) -> list[dict[str, Any]]:
     """Train / embed and evaluate every experiment (shared ``options``: epochs, seed, detector); one row each."""
-    from core.retrieval import train_run
+    from core.retrieval.training import train_run
     from core.runs import get_run
 
     rows = []

@@ -12,9 +12,11 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import Engine
 
-from core import retrieval as _r
+import core.retrieval.regions as region_reads  # looked up at call time: tests replace the region reads there
 from core.embed.text import tokenize
-from core.retrieval import RegionData, RetrievalError, _empty_regions, load_model
+from core.errors import RetrievalError
+from core.retrieval.models import load_model
+from core.retrieval.regions import RegionData, empty_regions
 from core.runs import get_run
 from core.store import get_engine
 
@@ -26,8 +28,8 @@ def _ad_inputs(run: dict[str, Any], ad_id: str, engine: Engine) -> tuple[str, Re
         record = get_ad(ad_id, engine)
     except KeyError as exc:
         raise RetrievalError(str(exc.args[0])) from None
-    _key, _dim, regions = _r.regions_for_ads([ad_id], [record["image_hash"]], run["config"].get("detector"), engine=engine)
-    reg = regions.get(record["image_hash"]) or _empty_regions(int(run["config"].get("region_dim", 0)))
+    _key, _dim, regions = region_reads.regions_for_ads([ad_id], [record["image_hash"]], run["config"].get("detector"), engine=engine)
+    reg = regions.get(record["image_hash"]) or empty_regions(int(run["config"].get("region_dim", 0)))
     return record["text"], reg, record
 
 
@@ -50,7 +52,7 @@ def attention(run_id: int, *, ad_id: str | None = None, image: Image.Image | Non
     if ad_id:
         text, reg, record = _ad_inputs(run, ad_id, engine)
     elif image is not None:
-        reg = _r.regions_for_image(image, run["config"].get("detector"), run["config"].get("regions_key"))
+        reg = region_reads.regions_for_image(image, run["config"].get("detector"), run["config"].get("regions_key"))
     else:
         raise RetrievalError("give a catalog ad or an uploaded image")
     att = ion_attention(ckpt.model, ckpt.vocab, text, reg.features, reg.confidences)
@@ -113,7 +115,7 @@ def explain_pair(run_id: int, query_ad: str, result_ad: str, *, engine: Engine |
         "result": [{**r, "weight": wb.get(r["index"], 0.0)} for r in att_b["regions"] if r["kept"]],
     }
     detector = run["config"].get("detector")
-    _k, _d, regs = _r.regions_for_ads([query_ad, result_ad], [a["image_hash"], b["image_hash"]], detector, engine=engine)
+    _k, _d, regs = region_reads.regions_for_ads([query_ad, result_ad], [a["image_hash"], b["image_hash"]], detector, engine=engine)
     fa, fb = regs.get(a["image_hash"]), regs.get(b["image_hash"])
     if fa is not None and fb is not None and att_a["kept"] and att_b["kept"]:
         va = fa.features[att_a["kept"]]

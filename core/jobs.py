@@ -1,9 +1,10 @@
 """Background training jobs: a model run trained in a subprocess (default) or a thread, the app stays usable.
 
 Progress goes to the ModelRun row (``progress`` in [0, 1], ``message``), throttled; cancelling sets the
-row's status to ``cancelling``, which the job's ``should_stop`` sees between batches. A subprocess job
-runs ``python -m core train ... --run ID`` and records its pid in the run's config, so a job whose
-process died is marked failed by :func:`reap_stale`.
+row's status to ``cancelling``, which the job's ``should_stop`` sees between batches (both hooks live in
+core.runs: ``db_progress``, ``db_should_stop``). A subprocess job runs ``python -m core train ... --run ID``
+and records its pid in the run's config, so a job whose process died is marked failed by :func:`reap_stale`.
+A thread job calls core.retrieval.training.train_run; training never imports this module.
 """
 
 from __future__ import annotations
@@ -14,45 +15,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine
 
 from core.config import REPO_ROOT
-from core.progress import ProgressFn, no_progress
-from core.runs import ACTIVE, create_run, get_run, list_runs, request_cancel, run_status, update_run
+from core.progress import no_progress
+from core.runs import ACTIVE, create_run, db_should_stop, get_run, list_runs, request_cancel, run_status, update_run
 from core.store import get_engine
 
 _THREADS: dict[int, threading.Thread] = {}
-
-
-def db_progress(run_id: int, engine: Engine, every: float = 0.5) -> ProgressFn:
-    """A ProgressFn that writes done/total and the message to the run's row at most every ``every`` seconds."""
-    last = [0.0]
-
-    def report(done: int, total: int, message: str) -> None:
-        now = time.monotonic()
-        if now - last[0] < every and done < total:
-            return
-        last[0] = now
-        update_run(run_id, engine=engine, progress=min(1.0, done / total) if total else 0.0, message=message[:500])
-
-    return report
-
-
-def db_should_stop(run_id: int, engine: Engine, every: float = 0.5) -> Callable[[], bool]:
-    """True once the run's status is ``cancelling`` (the row is read at most every ``every`` seconds)."""
-    state = {"at": 0.0, "stop": False}
-
-    def should_stop() -> bool:
-        now = time.monotonic()
-        if not state["stop"] and now - state["at"] >= every:
-            state["at"] = now
-            state["stop"] = run_status(run_id, engine=engine) == "cancelling"
-        return state["stop"]
-
-    return should_stop
 
 
 def cli_args(kind: str, ablate: Sequence[str], options: dict[str, Any]) -> list[str]:
@@ -95,7 +68,7 @@ def start_training(kind: str, ablate: Sequence[str] = (), options: dict[str, Any
 
 
 def _thread_main(run_id: int, kind: str, ablate: list[str], options: dict[str, Any], engine: Engine) -> None:
-    from core.retrieval import train_run
+    from core.retrieval.training import train_run  # one way: training writes its progress through core.runs, never core.jobs
 
     try:
         train_run(kind, ablate, options, no_progress, db_should_stop(run_id, engine), engine=engine, run_id=run_id)

@@ -3,6 +3,8 @@
 A run records its kind, config, data split, code version (git commit or package version, plus a hash
 of the ``core/embed`` sources), status and progress, metrics, and the relative paths of its checkpoint
 and FAISS index. Status values: created | running | cancelling | done | failed | cancelled.
+Every write of a run row goes through this module; it also holds the progress / cancel hooks that tie a
+running job to its row (:func:`db_progress`, :func:`with_db_progress`, :func:`db_should_stop`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,13 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from core.config import REPO_ROOT
+from core.progress import ProgressFn
 from core.store import ModelRun, get_engine, session_scope
 from core.store.models import utcnow
 
-RUN_KINDS = ("ion", "totyemb", "text", "image", "concat")
+RUN_KINDS = ("ion", "totyemb", "text", "image", "concat")  # embedding runs: what list_runs shows by default
+MATCHER_PREFIX = "matcher-"  # relevance scorers of core.matching: matcher-<scorer>, and matcher-eval for their evaluations
+DETECTOR_KIND = "detector"  # region detectors trained by core.regions.train
 STATUSES = ("created", "running", "cancelling", "done", "failed", "cancelled")
 ACTIVE = ("created", "running", "cancelling")
 
@@ -68,14 +74,32 @@ def to_dict(run: ModelRun) -> dict[str, Any]:
     }
 
 
-def create_run(kind: str, name: str | None = None, config: dict | None = None, *, engine: Engine | None = None) -> int:
-    """A new run in status ``created``; returns its id."""
-    if kind not in RUN_KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; choose from {', '.join(RUN_KINDS)}")
+def _check_kind(kind: str) -> None:
+    if kind not in (*RUN_KINDS, DETECTOR_KIND) and not (kind.startswith(MATCHER_PREFIX) and len(kind) > len(MATCHER_PREFIX)):
+        raise ValueError(f"unknown model kind {kind!r}; choose from {', '.join(RUN_KINDS)}, {DETECTOR_KIND} or {MATCHER_PREFIX}<scorer>")
+
+
+def create_run(kind: str, name: str | None = None, config: dict | None = None, *, engine: Engine | None = None,
+               data_split: dict | None = None, version: str | None = None) -> int:
+    """A new run in status ``created``; returns its id. ``version`` replaces :func:`code_version` (e.g. a file format)."""
+    _check_kind(kind)
     engine = engine or get_engine()
     with session_scope(engine) as s:
-        run = ModelRun(kind=kind, name=name or kind, status="created", config=dict(config or {}), code_version=code_version(),
-                       progress=0.0, message="queued")
+        run = ModelRun(kind=kind, name=name or kind, status="created", config=dict(config or {}), data_split=dict(data_split or {}),
+                       code_version=version or code_version(), progress=0.0, message="queued")
+        s.add(run)
+        s.flush()
+        return int(run.id)
+
+
+def record_run(kind: str, name: str, config: dict, *, metrics: dict, data_split: dict | None = None, version: str | None = None,
+               engine: Engine | None = None) -> int:
+    """A run whose results were computed before it was stored (e.g. a matching evaluation): one ``done`` row; returns its id."""
+    _check_kind(kind)
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        run = ModelRun(kind=kind, name=name, status="done", config=dict(config), data_split=dict(data_split or {}), metrics=metrics,
+                       code_version=version or code_version(), progress=1.0, message="done", finished_at=utcnow())
         s.add(run)
         s.flush()
         return int(run.id)
@@ -96,14 +120,15 @@ def get_run(run_id: int, *, engine: Engine | None = None) -> dict[str, Any]:
         return to_dict(run)
 
 
-def list_runs(kind: str | None = None, status: str | None = None, *, engine: Engine | None = None) -> list[dict[str, Any]]:
-    """Runs of the embedding kinds (newest first), optionally of one kind / status."""
+def list_runs(kind: str | None = None, status: str | None = None, *, engine: Engine | None = None,
+              limit: int | None = None) -> list[dict[str, Any]]:
+    """Runs (newest first) of one kind (any kind, e.g. ``matcher-eval``), else of the embedding kinds; optionally of one status."""
     engine = engine or get_engine()
-    query = select(ModelRun).where(ModelRun.kind.in_(RUN_KINDS)).order_by(ModelRun.id.desc())
-    if kind:
-        query = query.where(ModelRun.kind == kind)
+    query = select(ModelRun).where(ModelRun.kind == kind if kind else ModelRun.kind.in_(RUN_KINDS)).order_by(ModelRun.id.desc())
     if status:
         query = query.where(ModelRun.status == status)
+    if limit is not None:
+        query = query.limit(limit)
     with session_scope(engine) as s:
         return [to_dict(r) for r in s.scalars(query)]
 
@@ -119,6 +144,45 @@ def update_run(run_id: int, *, engine: Engine | None = None, finished: bool = Fa
             setattr(run, key, value)
         if finished:
             run.finished_at = utcnow()
+
+
+def db_progress(run_id: int, engine: Engine, every: float = 0.5) -> ProgressFn:
+    """A ProgressFn that writes done/total and the message to the run's row at most every ``every`` seconds."""
+    last = [0.0]
+
+    def report(done: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        if now - last[0] < every and done < total:
+            return
+        last[0] = now
+        update_run(run_id, engine=engine, progress=min(1.0, done / total) if total else 0.0, message=message[:500])
+
+    return report
+
+
+def with_db_progress(progress: ProgressFn, run_id: int, engine: Engine) -> ProgressFn:
+    """``progress`` plus a throttled write of it to the run's row (so the app sees CLI runs move too)."""
+    to_db = db_progress(run_id, engine)
+
+    def report(done: int, total: int, message: str) -> None:
+        progress(done, total, message)
+        to_db(done, total, message)
+
+    return report
+
+
+def db_should_stop(run_id: int, engine: Engine, every: float = 0.5) -> Callable[[], bool]:
+    """True once the run's status is ``cancelling`` (the row is read at most every ``every`` seconds)."""
+    state = {"at": 0.0, "stop": False}
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        if not state["stop"] and now - state["at"] >= every:
+            state["at"] = now
+            state["stop"] = run_status(run_id, engine=engine) == "cancelling"
+        return state["stop"]
+
+    return should_stop
 
 
 def run_status(run_id: int, *, engine: Engine | None = None) -> str:

@@ -11,6 +11,7 @@ import streamlit as st
 
 from core.catalog import get_ad, image_file, list_ads
 from core.config import get_settings
+from core.errors import RetrievalError
 from core.images import ImageError, decode_image
 from core.regions.base import DetectionResult, DetectorError
 from core.regions.clues import rerank
@@ -18,7 +19,7 @@ from core.regions.figure import rank_table, regions_figure
 from core.regions.keywords import keywords
 from core.regions.ocr import ocr_words, read_text
 from core.regions.registry import BACKENDS, DetectorChoice, get_detector
-from core.retrieval import RetrievalError, clue_scorer, run_detector_version
+from core.retrieval import clue_scorer, run_detector_version
 from core.runs import list_runs
 from ui.common import page_end, page_frame
 from ui.runs import run_label

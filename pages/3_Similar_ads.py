@@ -12,8 +12,9 @@ import plotly.express as px
 import streamlit as st
 
 from core.catalog import list_ads
+from core.errors import RetrievalError
 from core.images import ImageError, decode_image
-from core.retrieval import RetrievalError, embedding_map, search
+from core.retrieval import embedding_map, search
 from core.runs import RunNotFound
 from ui.cards import ad_grid
 from ui.common import md_escape, page_end, page_frame

@@ -12,9 +12,9 @@ import plotly.express as px
 import streamlit as st
 
 from core.catalog import list_ads
+from core.errors import RetrievalError
 from core.explain import attention
 from core.images import ImageError, decode_image
-from core.retrieval import RetrievalError
 from core.runs import RunNotFound
 from ui.common import page_end, page_frame
 from ui.images import load_creative

@@ -54,7 +54,7 @@ def scorers_panel() -> None:
 
 def choose_creatives(stats: dict) -> tuple[list[str], list]:
     """(catalog ad ids, uploaded Creative objects) from the chosen source."""
-    from core.matching.service import package_ad_ids, package_choices
+    from core.audience.packages import package_ad_ids, package_choices
 
     eng = engine()
     source = st.radio("Creatives from", ["Catalog", "Package", "Upload"], horizontal=True, key="pm_source")

@@ -14,6 +14,7 @@ from PIL import Image
 
 from core import retrieval
 from core.retrieval import RegionData
+from core.retrieval import regions as region_reads
 
 FAKE_KEY = "fake-quadrants/1|conf=0.05|iou=0.5|max=50"
 _STATE: dict = {}
@@ -49,8 +50,8 @@ def fake_regions_for_image(image, detector, key=None):  # noqa: ARG001
 
 
 def patch_regions(monkeypatch) -> None:
-    monkeypatch.setattr(retrieval, "regions_for_ads", fake_regions_for_ads)
-    monkeypatch.setattr(retrieval, "regions_for_image", fake_regions_for_image)
+    monkeypatch.setattr(region_reads, "regions_for_ads", fake_regions_for_ads)  # where every caller looks them up
+    monkeypatch.setattr(region_reads, "regions_for_image", fake_regions_for_image)
 
 
 TINY_ION = {"epochs": 4, "d_model": 32, "layers": 1, "heads": 2, "k1": 5, "k2": 3, "seed": 0}

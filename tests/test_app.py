@@ -283,7 +283,6 @@ def test_truth_boxes_are_drawn_in_their_colours():
 
 
 def test_bad_manifest_lists_the_rejected_rows_and_imports_nothing(catalog, tmp_path):
-    pytest.importorskip("core.ingest.manifest")
     import zipfile
 
     from core.catalog import stats
@@ -315,9 +314,6 @@ def test_bad_manifest_lists_the_rejected_rows_and_imports_nothing(catalog, tmp_p
 
 
 def test_good_imports_of_ads_users_and_clicks_show_up(catalog):
-    pytest.importorskip("core.ingest.manifest")
-    pytest.importorskip("core.ingest.users")
-    pytest.importorskip("core.ingest.clicks")
     import zipfile
 
     buf = io.BytesIO()
@@ -351,7 +347,6 @@ def test_good_imports_of_ads_users_and_clicks_show_up(catalog):
 @pytest.mark.slow
 def test_demo_button_builds_a_labelled_world(home):
     """The empty-catalog call to action really builds the (small) demo world (~15 s on 2 cores)."""
-    pytest.importorskip("core.demo")
     at = _ok(_run(APP))
     at.button(key="build_demo").click().run(timeout=240)
     assert "Demo world built" in _texts(_ok(at).success)

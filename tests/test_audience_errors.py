@@ -15,7 +15,7 @@ from core.audience import (
     NoClickersError,
     NoImpressionsError,
     NotFoundError,
-    RetrievalError,
+    SimilarAdsError,
     make_retriever,
     run_all_packages,
     run_expansion,
@@ -85,11 +85,11 @@ def test_missing_ids_and_impossible_requests(odd_world, home):
     with pytest.raises(NotFoundError, match="package 999 does not exist") as info:
         run_expansion(999, oracle, ExpansionConfig(**FAST), engine=engine)
     assert str(info.value) == "package 999 does not exist"  # a KeyError, but not printed quoted
-    with pytest.raises(RetrievalError, match="asked for 50 similar ads but the catalog holds only 14"):
+    with pytest.raises(SimilarAdsError, match="asked for 50 similar ads but the catalog holds only 14"):
         run_expansion(1, oracle, ExpansionConfig(similar=50, **FAST), engine=engine)
     with pytest.raises(NotFoundError, match="model run 7 does not exist"):
         make_retriever("model", engine=engine, model_run_id=7)
-    with pytest.raises(RetrievalError, match="needs a model run id"):
+    with pytest.raises(SimilarAdsError, match="needs a model run id"):
         make_retriever("model", engine=engine)
     with pytest.raises(AudienceError, match="negative ratio must be in"):
         run_expansion(1, oracle, ExpansionConfig(ratio=-1, **FAST), engine=engine)

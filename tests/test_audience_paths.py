@@ -9,7 +9,7 @@ import pytest
 from audience_world import build_world
 from sqlalchemy import func, select
 
-from core.audience import EmbeddingAds, ExpansionConfig, NotFoundError, RetrievalError, make_retriever, run_expansion
+from core.audience import EmbeddingAds, ExpansionConfig, NotFoundError, SimilarAdsError, make_retriever, run_expansion
 from core.search.index import VectorIndex
 from core.store import ExpansionRun, ModelRun, get_engine, session_scope
 
@@ -47,9 +47,9 @@ def test_embedding_retriever_returns_nearest_ads_outside_the_package():
     # a package ad outside the index is queried by its given vector
     new = EmbeddingAds(index, {"new": np.eye(16)[1]}, name="ion")
     assert {a[:2] for a in new(["new"], 8)} == {"c1"}
-    with pytest.raises(RetrievalError, match="asked for 30 similar ads"):
+    with pytest.raises(SimilarAdsError, match="asked for 30 similar ads"):
         ret(["c2a0"], 30)
-    with pytest.raises(RetrievalError, match="no embedding"):
+    with pytest.raises(SimilarAdsError, match="no embedding"):
         EmbeddingAds(index)(["zzz"], 3)
 
 
@@ -72,7 +72,7 @@ def test_model_run_retriever_expands_like_the_oracle(world):
         assert s.get(ExpansionRun, result.run_id).model_run_id == run_id
     with pytest.raises(NotFoundError, match="model run 999 does not exist"):
         make_retriever("model", engine=engine, model_run_id=999)
-    with pytest.raises(RetrievalError, match="has no vector index"):
+    with pytest.raises(SimilarAdsError, match="has no vector index"):
         make_retriever("model", engine=engine, model_run_id=broken_id)
     with pytest.raises(NotFoundError, match="no finished 'totyemb' model run"):
         make_retriever("totyemb", engine=engine)

@@ -12,7 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from core import retrieval
+from core.audience.model_runs import similar_ads_for_audience
 from core.config import REPO_ROOT
+from core.runs import get_run
 from tests.retrieval_world import world
 
 REAL_REGIONS_FOR_IMAGE = retrieval.regions_for_image  # kept before any test patches it
@@ -115,10 +117,10 @@ def test_add_new_ads_appends_without_rebuild(w):
         s.add(Ad(id="zz-new-1", text=src.text, lang=src.lang, image_path=src.image_path, image_hash=src.image_hash,
                  content_hash="x", width=src.width, height=src.height, category_id=src.category_id, split="test", source="upload"))
     try:
-        before = retrieval.load_index(retrieval.get_run(w["ion"])).ids[:]
+        before = retrieval.load_index(get_run(w["ion"])).ids[:]
         added = retrieval.add_new_ads(w["ion"])
         assert added["added"] == 1 and added["total"] == 121 and not added["rebuilt"]
-        index = retrieval.load_index(retrieval.get_run(w["ion"]))
+        index = retrieval.load_index(get_run(w["ion"]))
         assert index.ids[:120] == before and index.ids[120] == "zz-new-1"
         top = retrieval.search(w["ion"], ad_id="zz-new-1", k=1)["results"][0]
         assert top["ad_id"] == "demo-00030" and top["distance"] < 1e-4 and top["same_category"] is True
@@ -127,11 +129,11 @@ def test_add_new_ads_appends_without_rebuild(w):
         with session_scope(engine) as s:
             s.delete(s.get(Ad, "zz-new-1"))
         retrieval.build_index(w["ion"], rebuild=True)
-    assert len(retrieval.load_index(retrieval.get_run(w["ion"]))) == 120
+    assert len(retrieval.load_index(get_run(w["ion"]))) == 120
 
 
 def test_similar_ads_for_audience_matches_the_index(w):
-    retriever = retrieval.similar_ads_for_audience(w["ion"])
+    retriever = similar_ads_for_audience(w["ion"])
     got = retriever(["demo-00005"], 4)
     expected = [r["ad_id"] for r in retrieval.search(w["ion"], ad_id="demo-00005", k=4)["results"]]
     assert got == expected and retriever.model_run_id == w["ion"]
@@ -156,7 +158,7 @@ def test_explain_and_attention(w):
 
 def test_text_baseline_run_finds_its_own_text(w):
     run_id = retrieval.train_run("text")
-    run = retrieval.get_run(run_id)
+    run = get_run(run_id)
     assert run["status"] == "done" and run["checkpoint_path"] is None and run["metrics"]["dim"] == 384
     text = retrieval.load_catalog_ads(["demo-00040"]).texts[0]
     top = retrieval.search(run_id, phrase=text, k=1)["results"][0]
@@ -175,20 +177,20 @@ def test_background_job_runs_and_cancels(w):
 
     done = jobs.start_training("totyemb", (), {"epochs": 1, "seed": 1}, mode="thread")
     assert jobs.wait(done, timeout=120) == "done"
-    assert retrieval.get_run(done)["progress"] == 1.0 and retrieval.get_run(done)["metrics"]["indexed"] == 120
+    assert get_run(done)["progress"] == 1.0 and get_run(done)["metrics"]["indexed"] == 120
     stop = jobs.start_training("ion", (), {"epochs": 30, "d_model": 32, "layers": 1, "heads": 2}, mode="thread")
     deadline = time.monotonic() + 60
-    while not retrieval.get_run(stop)["message"].startswith("train:") and time.monotonic() < deadline:
+    while not get_run(stop)["message"].startswith("train:") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert retrieval.get_run(stop)["status"] == "running"
+    assert get_run(stop)["status"] == "running"
     assert jobs.cancel(stop)
     assert jobs.wait(stop, timeout=60) == "cancelled"
-    run = retrieval.get_run(stop)
+    run = get_run(stop)
     assert run["index_path"] is None and run["finished_at"] is not None
     assert not jobs.cancel(stop)  # not active any more
     early = create_run("ion")
     request_cancel(early)
-    assert retrieval.train_run("ion", run_id=early) == early and retrieval.get_run(early)["status"] == "cancelled"
+    assert retrieval.train_run("ion", run_id=early) == early and get_run(early)["status"] == "cancelled"
 
 
 def test_cli_json(w):
@@ -199,7 +201,7 @@ def test_cli_json(w):
     assert out.exit_code == 0, out.output
     rows = json.loads(out.stdout)["runs"]
     ion = next(r for r in rows if r["run_id"] == w["ion"])
-    assert ion["seen_p1"] == retrieval.get_run(w["ion"])["metrics"]["seen"][0]
+    assert ion["seen_p1"] == get_run(w["ion"])["metrics"]["seen"][0]
     bad = runner.invoke(app, ["search", "--ad", "no-such-ad", "--run", str(w["ion"]), "--json"])
     assert bad.exit_code == 2 and "no ad with id" in json.loads(bad.stdout)["error"]
     missing = runner.invoke(app, ["search", "--ad", "demo-00001", "--run", "999", "--json"])
@@ -210,7 +212,7 @@ def test_cli_json(w):
     assert exp.exit_code == 0, exp.output
     data = json.loads(exp.stdout)
     (row,) = data["rows"]
-    assert row["label"] == "text-only (MiniLM)" and row["seen_p1"] == retrieval.get_run(row["run_id"])["metrics"]["seen"][0]
+    assert row["label"] == "text-only (MiniLM)" and row["seen_p1"] == get_run(row["run_id"])["metrics"]["seen"][0]
     assert "| text-only (MiniLM) |" in data["markdown"]
     grid = runner.invoke(app, ["experiments", "--grid", "5:9", "--sweeps-only", "--json"])
     assert grid.exit_code == 2 and "k2 <= k1" in json.loads(grid.stdout)["error"]

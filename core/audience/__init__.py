@@ -10,7 +10,7 @@ from core.audience.errors import (
     NoClickersError,
     NoImpressionsError,
     NotFoundError,
-    RetrievalError,
+    SimilarAdsError,
 )
 from core.audience.expand import ExpansionConfig, ExpansionResult, ExpansionTable, run_all_packages, run_expansion
 from core.audience.retrieval import EmbeddingAds, RandomAds, SameCategoryOracle, SimilarAds, make_retriever
@@ -26,7 +26,7 @@ __all__ = [
     "NoImpressionsError",
     "NotFoundError",
     "RandomAds",
-    "RetrievalError",
+    "SimilarAdsError",
     "SameCategoryOracle",
     "SimilarAds",
     "make_retriever",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from core import errors
+
 
 class AudienceError(ValueError):
     """Input that the expansion procedure cannot use (the message says what and why)."""
@@ -26,5 +28,9 @@ class FeatureError(AudienceError):
     """User features missing, or values that cannot be one-hot encoded."""
 
 
-class RetrievalError(AudienceError):
-    """The similar-ad step cannot return what was asked (e.g. N larger than the catalog)."""
+class SimilarAdsError(AudienceError, errors.RetrievalError):
+    """The similar-ad step of an expansion cannot return what was asked (N larger than the catalog, a run without an index).
+
+    It is core.errors.RetrievalError raised inside an expansion (``except RetrievalError`` catches it), and an
+    AudienceError too, so that a run over many packages skips the package with this reason.
+    """

@@ -25,7 +25,7 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from core.audience import logs
-from core.audience.errors import AudienceError, NoImpressionsError, RetrievalError
+from core.audience.errors import AudienceError, NoImpressionsError, SimilarAdsError
 from core.audience.features import FeatureMatrix, load_features
 from core.audience.metrics import auc_and_roc, ctr_at_sizes, top_order
 from core.audience.model import TargetingModel, TreeParams, fit
@@ -212,7 +212,7 @@ def expand_prepared(prep: Prepared, retriever: SimilarAds, config: ExpansionConf
     similar = list(retriever(list(prep.ad_ids), config.similar))
     leaked = set(similar) & set(prep.ad_ids)
     if leaked:
-        raise RetrievalError(f"retriever {retriever.name} returned the package's own ads {sorted(leaked)}")
+        raise SimilarAdsError(f"retriever {retriever.name} returned the package's own ads {sorted(leaked)}")
     retrieval_s = time.perf_counter() - started
     with session_scope(engine) as s:
         similar_clickers = logs.clickers(s, similar, prep.period) if similar else set()
@@ -263,7 +263,7 @@ def _check_catalog(engine: Engine, package_size: int, n: int) -> None:
     with session_scope(engine) as s:
         total = s.scalar(select(func.count()).select_from(Ad)) or 0
     if n > total - package_size:
-        raise RetrievalError(f"asked for {n} similar ads but the catalog holds only {total - package_size} ads outside the package")
+        raise SimilarAdsError(f"asked for {n} similar ads but the catalog holds only {total - package_size} ads outside the package")
 
 
 def run_expansion(package_id: int, retriever: SimilarAds, config: ExpansionConfig | None = None, *,

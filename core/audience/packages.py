@@ -1,4 +1,5 @@
-"""Ad packages for the Audience page and the CLI: list them with their CTR, create one from ads."""
+"""Ad packages for the Audience and Phrase match pages and the CLI: list them (with their CTR, or as choices), their ads,
+create one from ads."""
 
 from __future__ import annotations
 
@@ -27,6 +28,21 @@ def list_packages(engine: Engine | None = None) -> list[dict[str, Any]]:
         out.append({"id": pid, "name": name, "category": category, "ads": n_ads.get(pid, 0), "impressions": int(n or 0),
                     "clicks": int(c or 0), "ctr": (int(c or 0) / n) if n else 0.0})
     return out
+
+
+def package_choices(engine: Engine | None = None) -> list[tuple[int, str, int]]:
+    """(package id, name, number of ads) of every package, by name."""
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        query = select(Package.id, Package.name, func.count(PackageAd.ad_id)).outerjoin(PackageAd, PackageAd.package_id == Package.id)
+        return [(int(i), n, int(c)) for i, n, c in s.execute(query.group_by(Package.id).order_by(Package.name))]
+
+
+def package_ad_ids(package_id: int, engine: Engine | None = None) -> list[str]:
+    """The package's ad ids in id order; empty for an unknown or empty package (:func:`package_ads` refuses those)."""
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        return list(s.scalars(select(PackageAd.ad_id).where(PackageAd.package_id == package_id).order_by(PackageAd.ad_id)))
 
 
 def package_ads(package_id: int, engine: Engine | None = None) -> list[str]:

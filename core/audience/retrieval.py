@@ -4,7 +4,7 @@ Any callable ``(package_ad_ids, n) -> ad ids`` with a ``name`` works (:class:`Si
 Baselines: :class:`RandomAds` and the labelled :class:`SameCategoryOracle`; :class:`EmbeddingAds`
 wraps any embedding model through its FAISS :class:`core.search.VectorIndex` (ION, ToTYEmb,
 text-only, image-only runs all plug in the same way, see :func:`make_retriever`).
-Retrievers never return the package's own ads and raise RetrievalError when N exceeds the catalog.
+Retrievers never return the package's own ads and raise SimilarAdsError when N exceeds the catalog.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from sqlalchemy import Engine, select
 
-from core.audience.errors import NotFoundError, RetrievalError
+from core.audience.errors import NotFoundError, SimilarAdsError
 from core.search.index import VectorIndex
 
 
@@ -37,9 +37,9 @@ def _rng(seed: int, package_ad_ids: Sequence[str]) -> np.random.Generator:
 
 def _check_n(n: int, available: int, what: str) -> None:
     if n < 1:
-        raise RetrievalError(f"the number of similar ads must be at least 1 (got {n})")
+        raise SimilarAdsError(f"the number of similar ads must be at least 1 (got {n})")
     if n > available:
-        raise RetrievalError(f"asked for {n} similar ads but {what} holds only {available} ads outside the package")
+        raise SimilarAdsError(f"asked for {n} similar ads but {what} holds only {available} ads outside the package")
 
 
 class RandomAds:
@@ -75,7 +75,7 @@ class SameCategoryOracle:
         _check_n(n, len(self.categories) - len(own & self.categories.keys()), "the catalog")
         labels = [self.categories.get(a) for a in package_ad_ids if self.categories.get(a) is not None]
         if not labels:
-            raise RetrievalError("the oracle needs category labels, and the package's ads have none")
+            raise SimilarAdsError("the oracle needs category labels, and the package's ads have none")
         values, counts = np.unique(np.array(labels), return_counts=True)
         category = values[int(np.argmax(counts))]
         pool = sorted(a for a, c in self.categories.items() if c == category and a not in own)
@@ -104,7 +104,7 @@ class EmbeddingAds:
             return np.asarray(self.vectors[ad_id], dtype=np.float32).reshape(-1)
         if ad_id in self.index:
             return self.index.vector(ad_id)
-        raise RetrievalError(f"ad {ad_id} has no embedding in {self.name} (not in its index and no vector given)")
+        raise SimilarAdsError(f"ad {ad_id} has no embedding in {self.name} (not in its index and no vector given)")
 
     def __call__(self, package_ad_ids: list[str], n: int) -> list[str]:
         own = set(package_ad_ids)
@@ -142,10 +142,10 @@ def _model_run_retriever(engine: Engine, run_id: int | None, kind: str | None) -
                                 f"--retriever {' / '.join(BASELINES)}")
         rid, rkind, index_path = found["id"], found["kind"], found["index_path"]
     if not index_path:
-        raise RetrievalError(f"model run {rid} ({rkind}) has no vector index: build it before expanding with it")
+        raise SimilarAdsError(f"model run {rid} ({rkind}) has no vector index: build it before expanding with it")
     path = resolve(index_path)
     if not Path(path).with_suffix(".faiss").exists():
-        raise RetrievalError(f"the index file of model run {rid} is missing ({index_path}): rebuild the index")
+        raise SimilarAdsError(f"the index file of model run {rid} is missing ({index_path}): rebuild the index")
     return EmbeddingAds(VectorIndex.load(path), name=f"{rkind}#{rid}", model_run_id=rid)
 
 
@@ -160,11 +160,11 @@ def make_retriever(kind: str, *, engine: Engine, model_run_id: int | None = None
         with session_scope(engine) as s:
             cats = ad_categories(s)
         if not cats:
-            raise RetrievalError("the catalog holds no ads")
+            raise SimilarAdsError("the catalog holds no ads")
         return RandomAds(list(cats), seed) if kind == "random" else SameCategoryOracle(cats, seed)
     if kind == "model":
         if model_run_id is None:
-            raise RetrievalError("--retriever model needs a model run id (--model RUN)")
+            raise SimilarAdsError("--retriever model needs a model run id (--model RUN)")
         return _model_run_retriever(engine, model_run_id, None)
     return _model_run_retriever(engine, model_run_id, kind)
 

@@ -101,7 +101,7 @@ def regions_eval(
     try:
         scorer = None
         if run is not None:
-            from core.retrieval import clue_scorer
+            from core.retrieval.models import clue_scorer
             from core.runs import get_run
 
             scorer = clue_scorer(get_run(run))

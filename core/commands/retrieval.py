@@ -44,9 +44,8 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train (ION, ToTYEmb) or embed (baselines), evaluate Hit P@k on the test split, index the whole catalog."""
-    from core.jobs import db_should_stop
-    from core.retrieval import train_run
-    from core.runs import get_run
+    from core.retrieval.training import train_run
+    from core.runs import db_should_stop, get_run
     from core.store import get_engine
 
     options = {k: v for k, v in {"epochs": epochs, "seed": seed, "k1": k1, "k2": k2, "margin": margin, "keyword_weight": rho,
@@ -77,7 +76,7 @@ def index(
     as_json: JsonOpt = False,
 ) -> None:
     """Add newly imported ads to a run's FAISS index (no rebuild), or rebuild it."""
-    from core.retrieval import build_index
+    from core.retrieval.index import build_index
 
     try:
         with tqdm_progress(enabled=not as_json) as progress:
@@ -100,7 +99,7 @@ def search(
 ) -> None:
     """The k most similar catalog ads to an ad, a creative (image + text) or a phrase."""
     from core.images import ImageError, load_image
-    from core.retrieval import search as do_search
+    from core.retrieval.nearest import search as do_search
 
     try:
         img = load_image(image).image if image is not None else None
@@ -119,7 +118,7 @@ def search(
 @app.command()
 def evaluate(as_json: JsonOpt = False) -> None:
     """Hit P@1/5/10 on seen and unseen test categories for every finished model run."""
-    from core.retrieval import evaluate_runs
+    from core.retrieval.evaluation import evaluate_runs
 
     try:
         rows = evaluate_runs()

@@ -1,7 +1,8 @@
 """Train, store, load, apply and evaluate relevance scorers (what the CLI and the Phrase match page call).
 
 Trained scorers are ``ModelRun`` rows of kind ``matcher-<scorer>`` with their checkpoint under ``home/runs/``;
-evaluations are ``ModelRun`` rows of kind ``matcher-eval`` whose metrics hold every scorer's figures.
+evaluations are ``ModelRun`` rows of kind ``matcher-eval`` whose metrics hold every scorer's figures. The rows are
+written and read through core.runs.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from core.matching.features import Creative, load_creatives
 from core.matching.registry import SCORERS, build_scorer, check_scorer, choose_variant
 from core.matching.triples import TripleSet, build_weak_triples, read_judgements
 from core.progress import ProgressFn, no_progress
-from core.store import Ad, Category, ModelRun, get_engine, session_scope
-from core.store.models import utcnow
+from core.runs import create_run, list_runs, record_run, start_run, update_run
+from core.store import Ad, get_engine, session_scope
 
 FORMAT = "adlens-matcher/1"
 DEFAULT_LR = {"lxmert": 1e-4, "clip": 1e-3, "early": 1e-3, "ion": 0.0}
@@ -116,14 +117,14 @@ def latest_matchers(engine: Engine | None = None, scorers: Sequence[str] = SCORE
 
     engine = engine or get_engine()
     out: dict[str, dict] = {}
-    with session_scope(engine) as s:
-        for name in scorers:
-            run = s.scalars(select(ModelRun).where(ModelRun.kind == f"matcher-{name}", ModelRun.status == "done")
-                            .order_by(ModelRun.id.desc())).first()
-            if run is not None and run.checkpoint_path and resolve(run.checkpoint_path).is_file():
-                out[name] = {"run_id": run.id, "path": str(resolve(run.checkpoint_path)), "variant": run.config.get("variant_text", ""),
-                             "reason": run.config.get("reason", ""), "trained_at": str(run.finished_at),
-                             "train_phrases": list(run.data_split.get("train_phrases", []))}
+    for name in scorers:
+        newest = list_runs(f"matcher-{name}", "done", engine=engine, limit=1)
+        run = newest[0] if newest else None
+        if run is not None and run["checkpoint_path"] and resolve(run["checkpoint_path"]).is_file():
+            config = run["config"]
+            out[name] = {"run_id": run["id"], "path": str(resolve(run["checkpoint_path"])), "variant": config.get("variant_text", ""),
+                         "reason": config.get("reason", ""), "trained_at": str(run["finished_at"]),
+                         "train_phrases": list(run["data_split"].get("train_phrases", []))}
     return out
 
 
@@ -207,21 +208,20 @@ def train_matcher(scorer: str, *, engine: Engine | None = None, variant: str = "
         probs = _pair_scores(model, val, creatives)
         metrics["val"] = {k: v for k, v in evaluate_scores([t.phrase for t in val], probs, [t.label for t in val], n_boot=200).items()
                           if k in ("auc", "auc_low", "auc_high", "n", "map@10", "ndcg@10")}
-    with session_scope(engine) as s:
-        run = ModelRun(kind=f"matcher-{name}", name=f"{name} matcher", status="running",
-                       config={"variant_text": model.variant, "reason": model.reason, "options": dict(options or {}),
-                               "fit": cfg.to_dict(), "scorer": name},
-                       data_split={"source": triples.source, "scope": scope_text, **triples.summary(),
-                                   "train_phrases": sorted({t.phrase for t in fit_triples})},
-                       code_version=FORMAT)
-        s.add(run)
-        s.flush()
-        run_id = run.id
+    run_id = create_run(f"matcher-{name}", f"{name} matcher",
+                        {"variant_text": model.variant, "reason": model.reason, "options": dict(options or {}), "fit": cfg.to_dict(),
+                         "scorer": name},
+                        data_split={"source": triples.source, "scope": scope_text, **triples.summary(),
+                                    "train_phrases": sorted({t.phrase for t in fit_triples})},
+                        version=FORMAT, engine=engine)
+    start_run(run_id, "saving the checkpoint", engine=engine)  # the checkpoint's file name needs the run id
     rel = f"runs/matcher-{name}-{run_id}.pt"
-    save_matcher(resolve(rel), model, {"run_id": run_id})
-    with session_scope(engine) as s:
-        run = s.get(ModelRun, run_id)
-        run.status, run.checkpoint_path, run.metrics, run.progress, run.finished_at = "done", rel, metrics, 1.0, utcnow()
+    try:
+        save_matcher(resolve(rel), model, {"run_id": run_id})
+    except Exception as exc:
+        update_run(run_id, engine=engine, status="failed", message=f"{exc.__class__.__name__}: {exc}"[:2000], finished=True)
+        raise
+    update_run(run_id, engine=engine, status="done", checkpoint_path=rel, metrics=metrics, progress=1.0, message="done", finished=True)
     return {"ok": True, "scorer": name, "run_id": run_id, "variant": model.variant, "reason": model.reason, "checkpoint": rel,
             "scope": scope_text, "triples": triples.summary(), "metrics": metrics, "seconds": round(time.perf_counter() - started, 2)}
 
@@ -315,12 +315,8 @@ def evaluate_matching(*, engine: Engine | None = None, judgements: str | Path | 
         progress(len(results), len(trained), f"evaluate: {name} AUC {figures['auc']:.3f}")
     summary = {"set": set_name, "triples": len(triples), "phrases": len({t.phrase for t in triples}),
                "positives": sum(t.label for t in triples)}
-    with session_scope(engine) as s:
-        run = ModelRun(kind="matcher-eval", name=f"matching evaluation: {set_name}", status="done", config={"n_boot": n_boot, "seed": seed},
-                       data_split=summary, metrics={"scorers": results}, code_version=FORMAT, progress=1.0, finished_at=utcnow())
-        s.add(run)
-        s.flush()
-        run_id = run.id
+    run_id = record_run("matcher-eval", f"matching evaluation: {set_name}", {"n_boot": n_boot, "seed": seed},
+                        metrics={"scorers": results}, data_split=summary, version=FORMAT, engine=engine)
     table = {n: {"auc": r["auc"], "ci95": [r["auc_low"], r["auc_high"]], "map@10": r["map@10"], "ndcg@10": r["ndcg@10"],
                  "ece": round(r["calibration"]["ece"], 4), "variant": r["variant"]} for n, r in results.items()}
     return {"ok": True, "evaluation_id": run_id, **summary, "table": table, "scorers": results,
@@ -329,37 +325,9 @@ def evaluate_matching(*, engine: Engine | None = None, judgements: str | Path | 
 
 def list_evaluations(engine: Engine | None = None, limit: int = 10) -> list[dict]:
     """Stored evaluations, newest first: {"id", "set", "created_at", "scorers": {name: figures}}."""
-    engine = engine or get_engine()
-    with session_scope(engine) as s:
-        runs = s.scalars(select(ModelRun).where(ModelRun.kind == "matcher-eval").order_by(ModelRun.id.desc()).limit(limit)).all()
-        return [{"id": r.id, "set": r.data_split.get("set", ""), "created_at": str(r.created_at), "summary": dict(r.data_split),
-                 "scorers": dict(r.metrics.get("scorers", {}))} for r in runs]
-
-
-def category_of(engine: Engine, ad_ids: Sequence[str]) -> dict[str, str]:
-    with session_scope(engine) as s:
-        query = select(Ad.id, Category.name).join(Category, Ad.category_id == Category.id).where(Ad.id.in_(list(ad_ids)))
-        return dict(s.execute(query).all())
-
-
-def package_choices(engine: Engine | None = None) -> list[tuple[int, str, int]]:
-    """(package id, name, number of ads) of every package."""
-    from sqlalchemy import func
-
-    from core.store import Package, PackageAd
-
-    engine = engine or get_engine()
-    with session_scope(engine) as s:
-        query = select(Package.id, Package.name, func.count(PackageAd.ad_id)).outerjoin(PackageAd, PackageAd.package_id == Package.id)
-        return [(int(i), n, int(c)) for i, n, c in s.execute(query.group_by(Package.id).order_by(Package.name))]
-
-
-def package_ad_ids(package_id: int, engine: Engine | None = None) -> list[str]:
-    from core.store import PackageAd
-
-    engine = engine or get_engine()
-    with session_scope(engine) as s:
-        return list(s.scalars(select(PackageAd.ad_id).where(PackageAd.package_id == package_id).order_by(PackageAd.ad_id)))
+    runs = list_runs("matcher-eval", engine=engine or get_engine(), limit=limit)
+    return [{"id": r["id"], "set": r["data_split"].get("set", ""), "created_at": str(r["created_at"]), "summary": dict(r["data_split"]),
+             "scorers": dict(r["metrics"].get("scorers", {}))} for r in runs]
 
 
 def uncached_ads(ad_ids: Sequence[str], engine: Engine | None = None) -> list[str]:

@@ -1,0 +1,56 @@
+"""The paper's evaluation figures of model runs (ION section 4.2): Hit P@k on seen and unseen test categories,
+the chance level to read them against, and the table over all runs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from core.runs import list_runs
+
+
+def _clean(values: Sequence[float]) -> list[float | None]:
+    return [None if (v is None or (isinstance(v, float) and math.isnan(v))) else round(float(v), 6) for v in values]
+
+
+def precision_metrics(raw: dict) -> dict:
+    """Hit P@1..10 (all / seen / unseen, NaN -> None, rounded) and the query counts, as stored in a run's metrics."""
+    return {"all": _clean(raw["all"]), "seen": _clean(raw["seen"]), "unseen": _clean(raw["unseen"]),
+            "n_seen": int(raw["n_seen"]), "n_unseen": int(raw["n_unseen"])}
+
+
+def chance_levels(test_labels: np.ndarray, train_labels: np.ndarray) -> dict[str, float | None]:
+    """Hit P@k of a random ranking (the same for every k): per query, (ads of its category - 1) / (test ads - 1),
+    averaged over seen and over unseen queries. With few test ads per category this is the floor to read P@k against."""
+    test_labels = np.asarray(test_labels)
+    n = len(test_labels)
+    if n < 2:
+        return {"seen": None, "unseen": None}
+    values, counts = np.unique(test_labels, return_counts=True)
+    count = dict(zip(values.tolist(), counts.tolist(), strict=True))
+    per_query = np.array([(count[c] - 1) / (n - 1) for c in test_labels.tolist()])
+    seen = np.isin(test_labels, np.asarray(train_labels))
+    return {"seen": round(float(per_query[seen].mean()), 6) if seen.any() else None,
+            "unseen": round(float(per_query[~seen].mean()), 6) if (~seen).any() else None}
+
+
+def _at(values: list | None, k: int) -> float | None:
+    return values[k - 1] if values and len(values) >= k else None
+
+
+def evaluate_runs(*, engine: Engine | None = None, status: str | None = "done") -> list[dict[str, Any]]:
+    """One row per run: Hit P@1/5/10 on seen and unseen test categories (oldest first)."""
+    rows = []
+    for run in reversed(list_runs(status=status, engine=engine)):
+        m = run["metrics"]
+        row = {"run_id": run["id"], "kind": run["kind"], "name": run["name"], "ablate": run["config"].get("ablate", []),
+               "status": run["status"], "n_seen": m.get("n_seen"), "n_unseen": m.get("n_unseen")}
+        for part in ("seen", "unseen"):
+            for k in (1, 5, 10):
+                row[f"{part}_p{k}"] = _at(m.get(part), k)
+        rows.append(row)
+    return rows

@@ -1,0 +1,78 @@
+"""The FAISS index of a run's vectors over the whole catalog: which run, loading (cached), building and extending it."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from core.errors import RetrievalError
+from core.filestore import resolve
+from core.progress import ProgressFn, no_progress
+from core.retrieval.catalog import all_ad_ids, load_catalog_ads
+from core.retrieval.models import embed_catalog_rows
+from core.runs import get_run, latest_done, run_dir, update_run
+from core.search.index import VectorIndex
+from core.store import get_engine
+
+
+@lru_cache(maxsize=8)
+def _index(path: str, mtime: float) -> VectorIndex:  # noqa: ARG001 - mtime keys the cache
+    return VectorIndex.load(path)
+
+
+def load_index(run: dict[str, Any]) -> VectorIndex:
+    if run["status"] != "done" or not run.get("index_path"):
+        raise RetrievalError(f"model run {run['id']} ({run['kind']}) is {run['status']} and has no index yet")
+    path = Path(resolve(run["index_path"]))
+    if not path.with_suffix(".faiss").is_file() or not path.with_suffix(".ids.json").is_file():
+        raise RetrievalError(f"the index of model run {run['id']} is missing ({run['index_path']}): run `python -m core index --run "
+                             f"{run['id']} --rebuild`")
+    return _index(str(path), path.with_suffix(".ids.json").stat().st_mtime)
+
+
+def resolve_run(run_id: int | None, *, engine: Engine | None = None) -> dict[str, Any]:
+    """The run ``run_id``, or the newest finished ION run (else any finished run) when None."""
+    if run_id is not None:
+        return get_run(run_id, engine=engine)
+    run = latest_done("ion", engine=engine) or latest_done(engine=engine)
+    if run is None:
+        raise RetrievalError("no finished model run with an index: train one (`python -m core train --model ion`)")
+    return run
+
+
+def build_index(run_id: int, *, rebuild: bool = False, engine: Engine | None = None, progress: ProgressFn = no_progress) -> dict[str, Any]:
+    """Add the catalog ads missing from the run's index (default), or re-embed and rebuild it from scratch."""
+    engine = engine or get_engine()
+    run = get_run(run_id, engine=engine)
+    if run["status"] != "done":
+        raise RetrievalError(f"model run {run_id} is {run['status']}: only finished runs can be indexed")
+    if not rebuild and run.get("index_path") and Path(resolve(run["index_path"])).with_suffix(".faiss").is_file():
+        return add_new_ads(run_id, engine=engine, progress=progress)
+    cat = load_catalog_ads(engine=engine)
+    if not len(cat):
+        raise RetrievalError("the catalog is empty")
+    vectors = embed_catalog_rows(run, cat, engine, progress)
+    index = VectorIndex.build(vectors, cat.ids)
+    rel = f"{run_dir(run_id)}/index.faiss"
+    index.save(resolve(rel))
+    update_run(run_id, engine=engine, index_path=rel)
+    return {"ok": True, "run_id": run_id, "rebuilt": True, "added": len(index), "total": len(index), "factory": index.factory}
+
+
+def add_new_ads(run_id: int, *, engine: Engine | None = None, progress: ProgressFn = no_progress) -> dict[str, Any]:
+    """Embed the catalog ads not yet in the run's index and append them (no rebuild); saves the index."""
+    engine = engine or get_engine()
+    run = get_run(run_id, engine=engine)
+    index = load_index(run)
+    new = [a for a in all_ad_ids(engine) if a not in index]
+    if new:
+        cat = load_catalog_ads(new, engine=engine)
+        vectors = embed_catalog_rows(run, cat, engine, progress)
+        index = VectorIndex.load(resolve(run["index_path"]))  # a private copy, not the cached one
+        index.add(vectors, cat.ids)
+        index.save(resolve(run["index_path"]))
+    return {"ok": True, "run_id": run_id, "rebuilt": False, "added": len(new), "total": len(index),
+            "factory": index.factory}

@@ -1,0 +1,62 @@
+"""Search: the k nearest catalog ads (Euclidean distance in a run's index) to a catalog ad, a new creative or a phrase."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import Engine
+
+from core.errors import RetrievalError
+from core.progress import no_progress
+from core.retrieval.catalog import ad_records, load_catalog_ads
+from core.retrieval.index import load_index, resolve_run
+from core.retrieval.models import embed_catalog_rows, embed_query
+from core.store import get_engine
+
+
+def search(run_id: int | None = None, *, ad_id: str | None = None, image: Image.Image | None = None, text: str | None = None,
+           phrase: str | None = None, k: int = 10, engine: Engine | None = None) -> dict[str, Any]:
+    """The k nearest catalog ads to a catalog ad, a new creative (image and/or text) or a phrase.
+
+    -> {"run": {...}, "query": {...}, "results": [{rank, ad_id, distance, category, same_category, text, image_path, ...}]}
+    Distances are Euclidean (the paper's metric); ``same_category`` is None when either side has no category.
+    """
+    engine = engine or get_engine()
+    if sum(x is not None and x != "" for x in (ad_id, phrase)) + (image is not None or bool(text)) != 1:
+        raise RetrievalError("give exactly one query: a catalog ad, a creative (image and/or text), or a phrase")
+    if not 1 <= k <= 1000:
+        raise RetrievalError(f"k must lie in [1, 1000] (got {k})")
+    run = resolve_run(run_id, engine=engine)
+    index = load_index(run)
+    query: dict[str, Any]
+    exclude = None
+    query_category = None
+    if ad_id:
+        records = ad_records([ad_id], engine)
+        if ad_id not in records:
+            raise RetrievalError(f"no ad with id '{ad_id}'")
+        query = {"type": "ad", "ad_id": ad_id, "text": records[ad_id]["text"], "category": records[ad_id]["category"]}
+        query_category = records[ad_id]["category_id"]
+        if ad_id in index:
+            vector = index.vector(ad_id)[None, :]
+        else:
+            vector = embed_catalog_rows(run, load_catalog_ads([ad_id], engine=engine), engine, no_progress)
+        exclude = [ad_id]
+    elif phrase:
+        query = {"type": "phrase", "phrase": phrase}
+        vector = embed_query(run, text=phrase)
+    else:
+        query = {"type": "creative", "text": text or "", "image": image is not None}
+        vector = embed_query(run, text=text or "", image=image)
+    found = index.search(np.asarray(vector, np.float32), k, exclude=exclude)
+    ids = found.ids[0]
+    records = ad_records(ids, engine)
+    results = []
+    for rank, (rid, dist) in enumerate(zip(ids, found.distances[0], strict=False), start=1):
+        rec = records.get(rid, {"id": rid, "text": "", "category": None, "category_id": None, "image_path": None})
+        same = None if query_category is None or rec.get("category_id") is None else rec["category_id"] == query_category
+        results.append({**rec, "rank": rank, "ad_id": rid, "distance": round(float(np.sqrt(max(float(dist), 0.0))), 6),
+                        "same_category": same})
+    return {"ok": True, "run": {"id": run["id"], "kind": run["kind"], "name": run["name"]}, "query": query, "k": k, "results": results}

@@ -1,0 +1,155 @@
+"""Training a model run: train (ION, ToTYEmb) or embed (baselines), evaluate on the test split, index the whole catalog.
+
+The run's row (core.runs) follows the work: status, progress, split, metrics and the paths of its files.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Engine
+
+import core.retrieval.regions as region_reads  # looked up at call time: tests replace the region reads there
+from core.errors import RetrievalError
+from core.filestore import resolve
+from core.progress import ProgressFn, no_progress
+from core.retrieval.catalog import load_ad_images, load_catalog_ads, make_split
+from core.retrieval.evaluation import chance_levels, precision_metrics
+from core.retrieval.models import BASELINE_KINDS, TRAINED_KINDS, baseline_vectors
+from core.retrieval.regions import region_arrays
+from core.runs import RUN_KINDS, code_version, create_run, get_run, run_dir, start_run, update_run, with_db_progress
+from core.search.index import VectorIndex
+from core.store import get_engine
+
+MODEL_OPTIONS = ("k1", "k2", "margin", "keyword_weight", "d_model", "layers", "heads", "top_k", "max_words", "dropout", "neck", "text_norm",
+                 "word_init")
+
+
+def _stage(progress: ProgressFn, start: float, span: float) -> ProgressFn:
+    """A progress callback mapping a stage's own done/total into [start, start + span] of the whole run (scaled to 1000)."""
+    def report(done: int, total: int, message: str) -> None:
+        frac = done / total if total else 1.0
+        progress(int(1000 * (start + span * min(1.0, frac))), 1000, message)
+    return report
+
+
+def train_run(kind: str, ablate: Sequence[str] = (), options: dict[str, Any] | None = None, progress: ProgressFn = no_progress,
+              should_stop: Callable[[], bool] | None = None, *, engine: Engine | None = None, run_id: int | None = None,
+              name: str | None = None) -> int:
+    """Train (ion, totyemb) or embed (text, image, concat), evaluate on the test split, index the whole catalog.
+
+    ``options``: epochs, seed, lr, detector (auto|yolo|offline) and model sizes / loss weights
+    (k1, k2, margin = gamma, keyword_weight = rho, d_model, layers, heads, top_k, max_words, dropout).
+    Returns the run id; the run ends ``done``, ``cancelled`` (should_stop returned True) or ``failed``
+    (the error is re-raised).
+    """
+    from core.embed.train import TrainingCancelled
+
+    engine = engine or get_engine()
+    options = dict(options or {})
+    if kind not in RUN_KINDS:
+        raise RetrievalError(f"unknown model kind {kind!r}; choose from {', '.join(RUN_KINDS)}")
+    unknown = set(options) - {"epochs", "seed", "lr", "detector", *MODEL_OPTIONS}
+    if unknown:
+        raise RetrievalError(f"unknown option(s) {sorted(unknown)}")
+    ablate = sorted({a.strip().lower() for a in ablate if a and a.strip()})
+    if ablate and kind in BASELINE_KINDS:
+        raise RetrievalError(f"the {kind} baseline has no modules to ablate")
+    config = {"kind": kind, "ablate": ablate, **options}
+    if run_id is None:
+        suffix = f" w/o {'+'.join(ablate)}" if ablate else ""
+        # the process doing the work, so core.jobs.reap_stale can mark the run failed if it dies (e.g. a killed CLI)
+        config["job"] = {"mode": "process", "pid": os.getpid(), "host": socket.gethostname()}
+        run_id = create_run(kind, name or f"{kind}{suffix}", config, engine=engine)
+    else:
+        config = {**get_run(run_id, engine=engine)["config"], **config}
+        update_run(run_id, engine=engine, config=config)
+    if not start_run(run_id, "loading the catalog", engine=engine):
+        return run_id
+    started = time.perf_counter()
+    progress = with_db_progress(progress or no_progress, run_id, engine)
+    try:
+        run = _train(run_id, kind, ablate, options, config, progress, should_stop, engine)
+    except TrainingCancelled:
+        update_run(run_id, engine=engine, status="cancelled", message="cancelled before the first epoch finished", finished=True)
+        return run_id
+    except Exception as exc:
+        update_run(run_id, engine=engine, status="failed", message=f"{exc.__class__.__name__}: {exc}"[:2000], finished=True)
+        raise
+    if run == "cancelled":
+        update_run(run_id, engine=engine, status="cancelled", message="cancelled during training", finished=True)
+    else:
+        run["seconds"] = round(time.perf_counter() - started, 2)
+        update_run(run_id, engine=engine, status="done", progress=1.0, message="done", metrics=run, finished=True)
+    return run_id
+
+
+def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dict, progress: ProgressFn,
+           should_stop: Callable[[], bool] | None, engine: Engine) -> dict | str:
+    from core.embed.checkpoint import save_checkpoint
+    from core.embed.evaluate import seen_unseen_precision
+    from core.embed.pipeline import embed_ads, fit_and_evaluate
+    from core.embed.train import TrainConfig
+
+    cat = load_catalog_ads(engine=engine)
+    split, labelled, description = make_split(cat, int(options.get("seed", 0)))
+    update_run(run_id, engine=engine, data_split=description, code_version=code_version())
+    timings: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
+    checkpoint_rel = None
+    if kind in TRAINED_KINDS:
+        t0 = time.perf_counter()
+        key, dim, regions = region_reads.regions_for_ads(cat.ids, cat.image_hashes, options.get("detector"), engine=engine,
+                                                         progress=_stage(progress, 0.0, 0.2))
+        if not dim:
+            raise RetrievalError("no region features were found for the catalog images (the detector found nothing)")
+        config = {**config, "regions_key": key, "region_dim": dim}
+        update_run(run_id, engine=engine, config=config, message="training")
+        timings["regions"] = round(time.perf_counter() - t0, 2)
+        feats, confs = region_arrays(cat, regions, dim)
+        model_options = {k: options[k] for k in MODEL_OPTIONS if k in options}
+        if ablate:
+            model_options["ablate"] = frozenset(ablate)
+        cfg = TrainConfig(epochs=options.get("epochs"), seed=int(options.get("seed", 0)), lr=float(options.get("lr", 1e-3)),
+                          sampler="balanced" if kind == "ion" else "random")
+        t0 = time.perf_counter()
+        fit = fit_and_evaluate(kind, [cat.texts[i] for i in labelled], [feats[i] for i in labelled], [confs[i] for i in labelled],
+                               cat.labels[labelled].tolist(), split, model_options=model_options, train_config=cfg,
+                               progress=_stage(progress, 0.2, 0.65), should_stop=should_stop)
+        timings["train"] = round(time.perf_counter() - t0, 2)
+        if fit.training.cancelled:
+            return "cancelled"
+        checkpoint_rel = f"{run_dir(run_id)}/model.pt"
+        save_checkpoint(resolve(checkpoint_rel), fit.model, fit.vocab, {"run_id": run_id, "code_version": code_version()})
+        metrics.update(precision_metrics(fit.metrics) if fit.metrics else {})
+        metrics["best_epoch"] = fit.training.best_epoch
+        metrics["epochs"] = cfg.epochs
+        metrics["history"] = [{"epoch": h.epoch, "train_loss": round(h.train_loss, 5),
+                               "val_loss": None if h.val_loss is None else round(h.val_loss, 5)} for h in fit.training.history]
+        t0 = time.perf_counter()
+        vectors = embed_ads(fit.model, fit.vocab, cat.texts, feats, confs, device=cfg.device, progress=_stage(progress, 0.85, 0.1))
+        timings["embed"] = round(time.perf_counter() - t0, 2)
+    else:
+        t0 = time.perf_counter()
+        vectors = baseline_vectors(kind, cat.texts, lambda: load_ad_images(cat.image_paths), _stage(progress, 0.0, 0.9))
+        timings["embed"] = round(time.perf_counter() - t0, 2)
+        test_rows = labelled[split.test]
+        if len(test_rows) > 1:
+            metrics.update(precision_metrics(seen_unseen_precision(vectors[test_rows], cat.labels[test_rows],
+                                                                   cat.labels[labelled[split.train]])))
+    test_rows = labelled[split.test]
+    metrics["chance"] = chance_levels(cat.labels[test_rows], cat.labels[labelled[split.train]])
+    if should_stop is not None and should_stop():
+        return "cancelled"
+    progress(950, 1000, "index: building")
+    index = VectorIndex.build(vectors, cat.ids)
+    index_rel = f"{run_dir(run_id)}/index.faiss"
+    index.save(resolve(index_rel))
+    update_run(run_id, engine=engine, checkpoint_path=checkpoint_rel, index_path=index_rel)
+    metrics.update({"indexed": len(index), "dim": int(vectors.shape[1]), "factory": index.factory, "timings": timings})
+    progress(1000, 1000, "done")
+    return metrics
