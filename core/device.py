@@ -38,8 +38,3 @@ def resolve_device(requested: str | None = None) -> DeviceInfo:
     reason = "requested" if want == "cpu" else "auto: no CUDA or Apple GPU found"
     return DeviceInfo("cpu", f"{torch.get_num_threads()} threads", reason, half=False)
 
-
-def torch_device(requested: str | None = None):
-    import torch
-
-    return torch.device(resolve_device(requested).name)

@@ -15,7 +15,7 @@ from core.progress import ProgressFn
 from core.store import Ad, Category, ExpansionRun, ImportRun, Impression, Package, PackageAd, User
 
 if TYPE_CHECKING:
-    from core.demo.world import WorldPlan
+    from core.demo.plan import WorldPlan
 
 SOURCE = "demo"
 CHUNK = 50_000

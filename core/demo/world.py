@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,17 +19,13 @@ from sqlalchemy import Engine, func, select
 from core.demo.clicks import ClickLog, period_bounds, simulate_clicks
 from core.demo.creatives import render_creative
 from core.demo.knobs import DemoKnobs
+from core.demo.plan import STREAM_CLICKS, STREAM_IMAGE, STREAM_USERS, plan_world, resolve_knobs
 from core.demo.population import COLUMNS, affinities, interest_weights, sample_population, sigmoid
-from core.demo.store import write_world
-from core.demo.vocab import CATEGORIES, CategorySpec
+from core.demo.store import SOURCE, write_world
 from core.progress import ProgressFn, no_progress
 
 DEMO_LABEL = "Generated demo data (synthetic)"
 GENERATOR_VERSION = 2  # 2: targeted delivery of ordinary ads, separate click streams for ads and packages
-SOURCE = "demo"
-
-# random streams (one per stage, so that changing one stage leaves the others as they were)
-_PLAN, _IMAGE, _USERS, _CLICKS = 1, 2, 3, 4
 
 
 def _openmoji_attribution() -> str:
@@ -40,81 +35,6 @@ def _openmoji_attribution() -> str:
 
 
 OPENMOJI_ATTRIBUTION = _openmoji_attribution()
-
-
-@dataclass
-class WorldPlan:
-    """The catalogue before rendering: which categories, which ad is which, the splits and the packages."""
-
-    categories: list[CategorySpec]
-    unseen: list[bool]
-    ad_category: np.ndarray  # (n_ads,) index into categories
-    ad_lang: list[str]
-    ad_split: list[str]
-    packages: list[list[int]]  # ad indices per package
-    package_ctr: np.ndarray  # (n_packages,) target CTR
-
-
-def resolve_knobs(n_ads: int, knobs: DemoKnobs | None) -> DemoKnobs:
-    """Fill the automatic knobs (number of categories and of held-out categories) and validate."""
-    knobs = knobs or DemoKnobs()
-    knobs.validate()
-    n_cat = knobs.n_categories if knobs.n_categories is not None else max(8, min(72, n_ads // 10))
-    if not 2 <= n_cat <= len(CATEGORIES):
-        raise ValueError(f"demo: n_categories must lie in [2, {len(CATEGORIES)}] (got {n_cat})")
-    if n_ads < 3 * n_cat:
-        raise ValueError(f"demo: {n_ads} ads are too few for {n_cat} categories (need at least 3 per category, "
-                         f"i.e. {3 * n_cat}); ask for more ads or fewer categories")
-    n_unseen = knobs.n_unseen if knobs.n_unseen is not None else round(n_cat / 6)
-    if not 0 <= n_unseen < n_cat:
-        raise ValueError(f"demo: n_unseen must lie in [0, {n_cat - 1}] (got {n_unseen})")
-    return replace(knobs, n_categories=n_cat, n_unseen=n_unseen)
-
-
-def plan_world(n_ads: int, seed: int, knobs: DemoKnobs) -> WorldPlan:
-    """Pick categories, held-out categories, ads per category, languages, splits and packages."""
-    assert knobs.n_categories is not None and knobs.n_unseen is not None
-    rng = np.random.default_rng([seed, _PLAN])
-    n_cat, n_unseen = knobs.n_categories, knobs.n_unseen
-    chosen = np.sort(rng.choice(len(CATEGORIES), size=n_cat, replace=False))
-    categories = [CATEGORIES[i] for i in chosen]
-    unseen_idx = set(rng.choice(n_cat, size=n_unseen, replace=False).tolist())
-    unseen = [k in unseen_idx for k in range(n_cat)]
-
-    counts = 3 + rng.multinomial(n_ads - 3 * n_cat, rng.dirichlet(np.full(n_cat, 4.0)))
-    ad_category = rng.permutation(np.repeat(np.arange(n_cat), counts))
-    ad_lang = ["zh" if r < knobs.chinese_fraction else "en" for r in rng.random(n_ads)]
-
-    ad_split = ["train"] * n_ads
-    _train, val_frac, test_frac = knobs.split_fractions
-    for k in range(n_cat):
-        members = rng.permutation(np.flatnonzero(ad_category == k))
-        if unseen[k]:
-            for i in members:
-                ad_split[i] = "test"
-            continue
-        n_test = int(round(test_frac * members.size))
-        n_val = int(round(val_frac * members.size))
-        for pos, i in enumerate(members):
-            ad_split[i] = "test" if pos < n_test else "val" if pos < n_test + n_val else "train"
-
-    # packages: one category each, distinct categories, leaving at least two other ads in the category
-    n_pkg = min(knobs.n_packages, n_cat // 2)
-    lo, hi = knobs.package_ads
-    eligible = [k for k in range(n_cat) if counts[k] >= lo + 2]
-    unseen_pool = [k for k in eligible if unseen[k]]
-    seen_pool = [k for k in eligible if not unseen[k]]
-    n_unseen_pkg = min(knobs.n_unseen_packages, len(unseen_pool), n_pkg)
-    picked = list(rng.choice(unseen_pool, size=n_unseen_pkg, replace=False)) if n_unseen_pkg else []
-    n_seen_pkg = min(n_pkg - n_unseen_pkg, len(seen_pool))
-    picked += list(rng.choice(seen_pool, size=n_seen_pkg, replace=False)) if n_seen_pkg else []
-    packages: list[list[int]] = []
-    for k in picked:
-        members = np.flatnonzero(ad_category == k)
-        size = min(int(rng.integers(lo, hi + 1)), members.size - 2)
-        packages.append(sorted(int(i) for i in rng.choice(members, size=size, replace=False)))
-    package_ctr = rng.uniform(knobs.package_ctr[0], knobs.package_ctr[1], size=len(packages))
-    return WorldPlan(categories, unseen, ad_category, ad_lang, ad_split, packages, package_ctr)
 
 
 def ad_id(i: int) -> str:
@@ -201,7 +121,7 @@ def build_world(n_ads: int = 2000, n_users: int = 20000, seed: int = 0, *, engin
         k = int(plan.ad_category[i])
         spec = plan.categories[k]
         pool = [(g, c.name) for j, c in enumerate(plan.categories) if j != k for g in c.glyphs]
-        creative = render_creative(np.random.default_rng([seed, _IMAGE, i]), spec, pool, plan.ad_lang[i], knobs)
+        creative = render_creative(np.random.default_rng([seed, STREAM_IMAGE, i]), spec, pool, plan.ad_lang[i], knobs)
         rel = put_image(creative.jpeg, creative.sha256, ".jpg")
         ads.append({
             "id": ad_id(i), "text": creative.text, "lang": creative.lang, "image_path": rel,
@@ -217,7 +137,7 @@ def build_world(n_ads: int = 2000, n_users: int = 20000, seed: int = 0, *, engin
 
     # users and their latent interests
     progress(0, 3, "demo-users: sampling demographics")
-    rng_users = np.random.default_rng([seed, _USERS])
+    rng_users = np.random.default_rng([seed, STREAM_USERS])
     population = sample_population(rng_users, n_users)
     progress(1, 3, "demo-users: interests")
     weights = interest_weights(rng_users, [c.group for c in plan.categories])
@@ -236,7 +156,7 @@ def build_world(n_ads: int = 2000, n_users: int = 20000, seed: int = 0, *, engin
 
     # impressions and clicks
     progress(0, 1, "demo-clicks: drawing impressions and clicks")
-    log = simulate_clicks(np.random.default_rng([seed, _CLICKS]), plan.ad_category, plan.packages, plan.package_ctr,
+    log = simulate_clicks(np.random.default_rng([seed, STREAM_CLICKS]), plan.ad_category, plan.packages, plan.package_ctr,
                           (aff_p, aff_p2), knobs)
     progress(1, 1, f"demo-clicks: {len(log)} impressions, {int(log.clicked.sum())} clicks")
 

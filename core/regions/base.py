@@ -58,13 +58,6 @@ class DetectionResult:
         )
 
 
-def empty_result(image_size: tuple[int, int], dim: int, *, detector: str, backend: str, device: str) -> DetectionResult:
-    return DetectionResult(
-        boxes=np.zeros((0, 4), np.float32), confidences=np.zeros(0, np.float32), labels=[],
-        features=np.zeros((0, dim), np.float32), image_size=image_size, detector=detector, backend=backend, device=device,
-    )
-
-
 @runtime_checkable
 class Detector(Protocol):
     """A region detector backend."""

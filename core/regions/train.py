@@ -30,7 +30,7 @@ from sqlalchemy import Engine, select
 from core.progress import ProgressFn, no_progress
 
 CLUTTER = "object"
-SPLITS = ("train", "val")
+DETECTOR_SPLITS = ("train", "val")  # catalogue splits whose boxes the detector learns from and is validated on; test creatives stay unseen
 LATEST = "latest.pt"
 
 
@@ -109,7 +109,7 @@ def export_dataset(name: str = "demo", *, class_agnostic: bool = False, limit: i
     with session_scope(engine) as s:
         seen = sorted(c.name for c in s.scalars(select(Category).where(Category.unseen.is_(False))))
         rows = [(a.id, a.split, a.image_path, a.width, a.height, (a.truth or {}).get("objects") or [])
-                for a in s.scalars(select(Ad).where(Ad.split.in_(SPLITS)).order_by(Ad.id))]
+                for a in s.scalars(select(Ad).where(Ad.split.in_(DETECTOR_SPLITS)).order_by(Ad.id))]
     rows = [r for r in rows if r[5]]
     if limit is not None:
         rows = rows[: max(0, limit)]
@@ -128,7 +128,7 @@ def export_dataset(name: str = "demo", *, class_agnostic: bool = False, limit: i
     if root.exists():
         shutil.rmtree(root)
     export = ExportedDataset(root=root, data_yaml=root / "data.yaml", names=names, val_from_train=val_from_train)
-    for split in SPLITS:
+    for split in DETECTOR_SPLITS:
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
     for done, (ad_id, split, image_path, width, height, objects) in enumerate(rows, 1):
@@ -183,8 +183,8 @@ def train_detector(name: str = "demo", *, epochs: int = 30, imgsz: int = 320, ba
     """
     from core.device import resolve_device
     from core.regions.yolo import ultralytics_yolo
-    from core.store import ModelRun, get_engine, session_scope
-    from core.store.models import utcnow
+    from core.runs import DETECTOR_KIND, create_run, start_run, update_run
+    from core.store import get_engine
 
     if epochs < 1:
         raise TrainError("epochs must be >= 1")
@@ -200,12 +200,9 @@ def train_detector(name: str = "demo", *, epochs: int = 30, imgsz: int = 320, ba
     config = {"base": "yolov8n.yaml", "epochs": epochs, "imgsz": imgsz, "batch": batch, "class_agnostic": class_agnostic,
               "classes": len(export.names), "device": info.name, "seed": seed, "limit": limit, "patience": patience,
               "optimizer": "AdamW", "lr0": lr0}
-    with session_scope(engine) as s:
-        run = ModelRun(kind="detector", name=f"YOLOv8n detector '{name}'", status="running", config=config,
-                       data_split={"splits": list(SPLITS), "images": export.images, "boxes": export.boxes}, message="training")
-        s.add(run)
-        s.flush()
-        run_id = int(run.id)
+    run_id = create_run(DETECTOR_KIND, f"YOLOv8n detector '{name}'", config, engine=engine,
+                        data_split={"splits": list(DETECTOR_SPLITS), "images": export.images, "boxes": export.boxes})
+    start_run(run_id, "training", engine=engine)
 
     out_dir = detectors_dir() / _safe_name(name)
     model = ultralytics_yolo()("yolov8n.yaml", task="detect")
@@ -227,9 +224,7 @@ def train_detector(name: str = "demo", *, epochs: int = 30, imgsz: int = 320, ba
         if not best.is_file():
             raise TrainError("training produced no checkpoint")
     except Exception as exc:
-        with session_scope(engine) as s:
-            row = s.get(ModelRun, run_id)
-            row.status, row.message, row.finished_at = "failed", f"{exc.__class__.__name__}: {str(exc)[:300]}", utcnow()
+        update_run(run_id, engine=engine, finished=True, status="failed", message=f"{exc.__class__.__name__}: {str(exc)[:300]}")
         raise
     final = out_dir / "best.pt"
     shutil.copyfile(best, final)
@@ -244,9 +239,7 @@ def train_detector(name: str = "demo", *, epochs: int = 30, imgsz: int = 320, ba
     from core.config import get_settings
 
     rel = final.resolve().relative_to(get_settings().home.resolve()).as_posix()
-    with session_scope(engine) as s:
-        row = s.get(ModelRun, run_id)
-        row.status, row.metrics, row.checkpoint_path, row.progress = "done", metrics, rel, 1.0
-        row.message, row.finished_at = f"trained {metrics['epochs_run']} epochs", utcnow()
+    update_run(run_id, engine=engine, finished=True, status="done", metrics=metrics, checkpoint_path=rel, progress=1.0,
+               message=f"trained {metrics['epochs_run']} epochs")
     return {"ok": True, "run_id": run_id, "name": name, "weights": str(final), "latest": str(detectors_dir() / LATEST),
             "dataset": export.to_dict(), "config": config, "metrics": metrics}
