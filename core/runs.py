@@ -79,10 +79,17 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown model kind {kind!r}; choose from {', '.join(RUN_KINDS)}, {DETECTOR_KIND} or {MATCHER_PREFIX}<scorer>")
 
 
+def _check_name(name: str) -> None:
+    limit = ModelRun.__table__.c.name.type.length
+    if len(name) > limit:
+        raise ValueError(f"a run name may have at most {limit} characters (this one has {len(name)})")
+
+
 def create_run(kind: str, name: str | None = None, config: dict | None = None, *, engine: Engine | None = None,
                data_split: dict | None = None, version: str | None = None) -> int:
     """A new run in status ``created``; returns its id. ``version`` replaces :func:`code_version` (e.g. a file format)."""
     _check_kind(kind)
+    _check_name(name or kind)
     engine = engine or get_engine()
     with session_scope(engine) as s:
         run = ModelRun(kind=kind, name=name or kind, status="created", config=dict(config or {}), data_split=dict(data_split or {}),
@@ -96,6 +103,7 @@ def record_run(kind: str, name: str, config: dict, *, metrics: dict, data_split:
                engine: Engine | None = None) -> int:
     """A run whose results were computed before it was stored (e.g. a matching evaluation): one ``done`` row; returns its id."""
     _check_kind(kind)
+    _check_name(name)
     engine = engine or get_engine()
     with session_scope(engine) as s:
         run = ModelRun(kind=kind, name=name, status="done", config=dict(config), data_split=dict(data_split or {}), metrics=metrics,

@@ -435,3 +435,68 @@ def test_product_judgement_set_reads_the_ground_truth(world, tmp_path):
     assert len(judged.triples) == len(rows) and sum(t.label for t in judged.triples) == len(truth)
     bad = CliRunner().invoke(app, ["demo-judgements", "--out", str(out), "--split", "holdout", "--json"])
     assert bad.exit_code == 2
+
+
+def _stored_world(engine) -> dict:
+    """The demo rows as Python values (JSON parsed, timestamps as datetimes), comparable across backends."""
+    from core.store import Ad, Category, Impression, Package, PackageAd, User, session_scope
+
+    with session_scope(engine) as s:
+        return {
+            "categories": sorted((c.name, c.name_zh, c.unseen, c.meta.get("demo_index")) for c in s.scalars(select(Category))),
+            "ads": sorted((a.id, a.text, a.split, a.image_hash, a.category.name, json.dumps(a.truth, sort_keys=True))
+                          for a in s.scalars(select(Ad))),
+            "users": sorted((u.id, json.dumps(u.features, sort_keys=True), json.dumps(u.truth, sort_keys=True))
+                            for u in s.scalars(select(User))),
+            "clicks": sorted(tuple(r) for r in s.execute(select(Impression.user_id, Impression.ad_id, Impression.ts,
+                                                                Impression.clicked))),
+            "packages": sorted(tuple(r) for r in s.execute(select(Package.name, PackageAd.ad_id).join(PackageAd))),
+        }
+
+
+@pytest.mark.both_backends
+def test_tiny_world_round_trip_rebuild_and_failure(engine, db_backend, tmp_path, monkeypatch):
+    """The demo world through each backend: stored as generated, a no-op rebuild, a seed change, a failed write."""
+    import core.demo.store as demo_store
+    from core.catalog import stats
+    from core.store import Category, ImportRun, session_scope
+
+    knobs = DemoKnobs(n_categories=8, n_packages=2, n_unseen_packages=1, impressions_per_ad=20)
+    summary = build_world(40, 60, 0, engine=engine, knobs=knobs)
+    db = stats(engine)
+    assert (db["ads"], db["users"], db["categories"]) == (40, 60, 8)
+    assert db["impressions"] == summary["impressions"] > 0 and db["clicks"] == summary["clicks"]
+    first = _stored_world(engine)
+    assert len(first["packages"]) >= 4 and all(isinstance(ts, datetime) for _, _, ts, _ in first["clicks"])
+    if db_backend == "postgresql":  # the same world as SQLite stores, row for row
+        from core.store import get_engine
+        from core.store.db import dispose_engine
+
+        twin = f"sqlite:///{tmp_path / 'twin.sqlite'}"
+        try:
+            build_world(40, 60, 0, engine=get_engine(twin), knobs=knobs)
+            assert _stored_world(get_engine(twin)) == first
+        finally:
+            dispose_engine(twin)
+
+    again = build_world(40, 60, 0, engine=engine, knobs=knobs)
+    assert again["unchanged"] is True and _stored_world(engine) == first
+
+    with session_scope(engine) as s:  # a category of another source survives a rebuild
+        s.add(Category(name="manifest-shoes", source="manifest"))
+    second = build_world(40, 60, 1, engine=engine, knobs=knobs)
+    assert second["unchanged"] is False
+    stored = _stored_world(engine)
+    assert stored["clicks"] != first["clicks"] and ("manifest-shoes", None, False) in [c[:3] for c in stored["categories"]]
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(ImportRun).where(ImportRun.kind == "demo")) == 1
+
+    def broken(conn, log, *args, **kwargs):
+        real(conn, log, *args, **kwargs)
+        raise RuntimeError("disk full (simulated)")
+
+    real = demo_store._insert_impressions
+    monkeypatch.setattr(demo_store, "_insert_impressions", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        build_world(40, 60, 2, engine=engine, knobs=knobs)
+    assert _stored_world(engine) == stored

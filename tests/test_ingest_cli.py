@@ -38,6 +38,7 @@ def files(tmp_path, home):
     return {"dir": tmp_path, "images": tmp_path / "imgs", "manifest": manifest, "users": users, "clicks": clicks}
 
 
+@pytest.mark.both_backends
 def test_cli_imports_ads_users_clicks_as_json(files):
     code, out = run_json("ingest", "ads", str(files["manifest"]), "--images", str(files["images"]))
     assert code == 0 and out["ok"] is True and (out["imported"], out["skipped"], out["rejected"]) == (3, 0, 0)

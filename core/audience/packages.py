@@ -58,6 +58,9 @@ def create_package(name: str, ad_ids: Sequence[str], engine: Engine | None = Non
     ids = sorted(set(ad_ids))
     if not name:
         raise AudienceError("give the package a name")
+    limit = Package.__table__.c.name.type.length
+    if len(name) > limit:
+        raise AudienceError(f"a package name may have at most {limit} characters (this one has {len(name)})")
     if not ids:
         raise AudienceError("a package needs at least one ad")
     engine = engine or get_engine()

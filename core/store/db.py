@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import URL, Engine, create_engine, event, inspect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import REPO_ROOT, get_settings
@@ -23,12 +27,69 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - dr
     cursor.close()
 
 
-@lru_cache(maxsize=8)
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_dumps(value: Any) -> str:
+    """The JSON columns' serializer: strict JSON, NaN and +-infinity written as null.
+
+    Python's default writes ``NaN``/``Infinity``, which are not JSON: PostgreSQL refuses the whole row
+    (a metric that is undefined, e.g. precision on an empty split, would fail a finished training run);
+    SQLite would keep a value no other JSON reader accepts. Both backends store the same text.
+    """
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError as exc:
+        if "not JSON compliant" not in str(exc):  # e.g. a circular reference
+            raise
+        return json.dumps(_finite(value), allow_nan=False)
+
+
+_ENGINES: OrderedDict[str, Engine] = OrderedDict()  # the most recently used engines, by URL
+_MAX_ENGINES = 8
+_lock = threading.Lock()
+
+
 def _engine_for(url: str) -> Engine:
-    engine = create_engine(url, future=True)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
+    with _lock:
+        engine = _ENGINES.get(url)
+        if engine is not None:
+            _ENGINES.move_to_end(url)
+            return engine
+        engine = create_engine(url, json_serializer=json_dumps)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        _ENGINES[url] = engine
+        while len(_ENGINES) > _MAX_ENGINES:
+            _ENGINES.popitem(last=False)
+        return engine
+
+
+def _key(url: str | URL) -> str:
+    """How the migration marks name a database (the whole URL, password included, so two roles stay apart)."""
+    return make_url(url).render_as_string(hide_password=False)
+
+
+def dispose_engine(url: str) -> None:
+    """Close the pooled connections of the engine kept for ``url`` and forget it, and that it was migrated.
+
+    For a database that is about to be dropped or re-created (the PostgreSQL test databases): the next
+    :func:`get_engine` of that URL opens new connections and runs the migrations check again.
+    """
+    with _lock:
+        engine = _ENGINES.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+    key = _key(url)
+    for mark in [m for m in _migrated if m[0] == key]:
+        _migrated.discard(mark)
 
 
 def get_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
@@ -48,23 +109,31 @@ def _alembic_config(engine: Engine):
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # the config is a ConfigParser: a '%' (URL-encoded characters of a password) must be doubled
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
     cfg.attributes["engine"] = engine
     return cfg
 
 
-_migrated: set[str] = set()
+_migrated: set[tuple[str, str]] = set()  # (database, revision) already brought up to date by this process
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` through the Alembic migrations (once per process)."""
-    key = f"{engine.url}:{revision}"
+    """Bring the schema to ``revision`` through the Alembic migrations (once per process and database)."""
+    key = (_key(engine.url), revision)
     if key in _migrated:
         return
     from alembic import command
 
     command.upgrade(_alembic_config(engine), revision)
     _migrated.add(key)
+
+
+def head_revision() -> str | None:
+    """The newest migration's revision (what :func:`upgrade` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
