@@ -1,6 +1,14 @@
-"""Each scorer: forward pass, a short training that lowers its loss, save/load; offline variant selection."""
+"""Each scorer: forward pass, a short training that lowers its loss, save/load; offline variant selection.
+
+The learning thresholds were measured over seeds 0-4 (torch.manual_seed and FitConfig.seed) with 1 and 2 torch
+threads: CLIP reaches a training AUC of 1.0 and early fusion a loss below 1e-3 every time; LXMERT, in its 18 steps,
+only learns the base rate (its loss falls to the entropy of the positive rate, training AUC about 0.5), which is
+what its test checks.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -10,7 +18,8 @@ from core.matching.base import FitConfig
 from core.matching.features import Creative
 from core.matching.triples import Triple
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+SEED = 0
 PHRASES = {"apples": 0, "running shoes": 1, "silk ties": 2}
 REGION_DIM = 8
 
@@ -51,12 +60,28 @@ def _check_forward(scorer, creatives):
     return probs
 
 
+def _triple_probabilities(scorer, creatives, triples) -> np.ndarray:
+    probs = scorer.score(list(PHRASES), list(creatives.values()))
+    keys = list(creatives)
+    return np.array([probs[PHRASES[t.phrase], keys.index(t.ad_id)] for t in triples], np.float64)
+
+
 def _trained_auc(scorer, creatives, triples) -> float:
     from core.matching.evaluate import auc
 
-    probs = scorer.score(list(PHRASES), list(creatives.values()))
-    keys = list(creatives)
-    return auc([probs[PHRASES[t.phrase], keys.index(t.ad_id)] for t in triples], [t.label for t in triples])
+    return auc(_triple_probabilities(scorer, creatives, triples), [t.label for t in triples])
+
+
+def _base_rate_loss(triples) -> float:
+    """Binary cross-entropy of the best constant prediction (the positive rate): what a scorer that learned only
+    the base rate reaches."""
+    q = float(np.mean([t.label for t in triples]))
+    return -(q * math.log(q) + (1 - q) * math.log(1 - q))
+
+
+def _platt_targets(labels: np.ndarray) -> np.ndarray:
+    n_pos, n_neg = labels.sum(), len(labels) - labels.sum()
+    return np.where(labels > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
 
 
 def test_lxmert_forward_training_attention_and_roundtrip(data, tmp_path):
@@ -64,7 +89,7 @@ def test_lxmert_forward_training_attention_and_roundtrip(data, tmp_path):
     from core.matching.service import load_matcher, save_matcher
 
     creatives, triples = data
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     scorer = LxmertScorer(REGION_DIM, l_layers=1, x_layers=1, r_layers=1)
     assert "encoder.layer.0.attention.self.query.weight" in scorer.copied
     assert "encoder.x_layers.0.lang_self_att.self.query.weight" in scorer.copied
@@ -72,14 +97,17 @@ def test_lxmert_forward_training_attention_and_roundtrip(data, tmp_path):
     assert "offline" in scorer.variant and "MiniLM" in scorer.variant
     _check_forward(scorer, creatives)
     before = scorer.mean_loss(triples, creatives)
-    fit = scorer.fit(triples, creatives, FitConfig(epochs=6, batch_size=12, lr=3e-4))
+    fit = scorer.fit(triples, creatives, FitConfig(epochs=6, batch_size=12, lr=3e-4, seed=SEED))
     after = scorer.mean_loss(triples, creatives)
-    assert after < before - 0.05, (before, after, fit)
+    # over seeds 0-4: before 0.65-1.27, after within 0.02 of the base-rate loss 0.637 (and always below before)
+    assert after < before and after < _base_rate_loss(triples) + 0.03, (before, after, fit)
+    assert fit["steps"] == 18 and len(fit["epoch_loss"]) == 6
     att = scorer.cross_attention("apples", creatives["c0-0"])
     weights = np.array(att["weights"])
-    assert weights.shape == (len(att["tokens"]), 3)
+    assert att["tokens"] == ["apples"] and weights.shape == (1, 3)
     assert np.allclose(weights.sum(1), 1.0, atol=1e-5)
-    assert 0 <= att["probability"] <= 1
+    # the attention view reports the same probability as scoring the pair
+    assert att["probability"] == pytest.approx(float(scorer.score(["apples"], [creatives["c0-0"]])[0, 0]), abs=1e-5)
     path = save_matcher(tmp_path / "lx.pt", scorer)
     again = load_matcher(path)
     assert np.allclose(again.score(["apples"], list(creatives.values())), scorer.score(["apples"], list(creatives.values())), atol=1e-5)
@@ -91,12 +119,12 @@ def test_clip_forward_contrastive_training_and_calibration(data, tmp_path):
     from core.matching.service import load_matcher, save_matcher
 
     creatives, triples = data
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     scorer = ClipScorer("offline")
     assert "offline CLIP-style" in scorer.variant
     _check_forward(scorer, creatives)
     before = scorer.mean_loss(triples, creatives)
-    fit = scorer.fit(triples, creatives, FitConfig(epochs=15, batch_size=12, lr=1e-3))
+    fit = scorer.fit(triples, creatives, FitConfig(epochs=15, batch_size=12, lr=1e-3, seed=SEED))
     after = scorer.mean_loss(triples, creatives)
     assert after < before, (before, after)
     assert fit["platt"][0] > 0  # higher cosine -> more relevant
@@ -111,11 +139,11 @@ def test_early_fusion_forward_and_training(data):
     from core.matching.early_fusion import EarlyFusionScorer
 
     creatives, triples = data
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     scorer = EarlyFusionScorer(hidden=64)
     _check_forward(scorer, creatives)
     before = scorer.mean_loss(triples, creatives)
-    scorer.fit(triples, creatives, FitConfig(epochs=30, batch_size=12, lr=3e-3))
+    scorer.fit(triples, creatives, FitConfig(epochs=30, batch_size=12, lr=3e-3, seed=SEED))
     after = scorer.mean_loss(triples, creatives)
     assert after < before - 0.1, (before, after)
 
@@ -127,7 +155,7 @@ def test_ion_scorer_text_only_phrase_and_platt(data, tmp_path):
     from core.matching.service import load_matcher, save_matcher
 
     creatives, triples = data
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     vocab = Vocabulary.build([c.text.split() for c in creatives.values()] + [p.split() for p in PHRASES])
     scorer = IonScorer(ION(IONConfig(vocab_size=len(vocab), region_dim=REGION_DIM, d_model=32, layers=1, heads=2, k1=3, k2=2,
                                      d_out=16)), vocab)
@@ -137,11 +165,22 @@ def test_ion_scorer_text_only_phrase_and_platt(data, tmp_path):
     before = scorer.mean_loss(triples, creatives)
     fit = scorer.fit(triples, creatives)
     assert scorer.mean_loss(triples, creatives) <= before + 1e-6  # Platt maximises the likelihood
-    assert len(fit["platt"]) == 2
+    a, b = scorer.platt.tolist()
+    assert fit["platt"] == [round(a, 4), round(b, 4)] and fit["triples"] == len(triples)
+    # (a, b) is the maximum of the likelihood under Platt's targets t: both score equations hold, mean(p - t) = 0 and
+    # mean((p - t) * cosine) = 0, with p the probabilities the scorer now gives the training pairs
+    labels = np.array([t.label for t in triples])
+    p = _triple_probabilities(scorer, creatives, triples)
+    cos = scorer.cosine(list(PHRASES), list(creatives.values()))
+    cos = np.array([cos[PHRASES[t.phrase], list(creatives).index(t.ad_id)] for t in triples])
+    assert p == pytest.approx(1 / (1 + np.exp(-(a * cos + b))), abs=1e-6)
+    residual = p - _platt_targets(labels)
+    assert abs(residual.mean()) < 1e-5 and abs((residual * cos).mean()) < 1e-5, (residual.mean(), (residual * cos).mean())
     again = load_matcher(save_matcher(tmp_path / "ion.pt", scorer))
     assert np.allclose(again.score(["apples"], list(creatives.values())), scorer.score(["apples"], list(creatives.values())), atol=1e-5)
     model, vocab2 = train_small_ion(creatives, {k: int(k[1]) for k in creatives}, epochs=1)
-    assert model.config.region_dim == REGION_DIM and len(vocab2) > 2
+    assert model.config.region_dim == REGION_DIM
+    assert sorted(vocab2.words[2:]) == sorted({w for c in creatives.values() for w in c.text.split()})
 
 
 def test_offline_machine_selects_offline_variants(monkeypatch):

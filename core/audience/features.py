@@ -121,12 +121,10 @@ def encode_features(user_ids: Sequence[str], features: Sequence[dict[str, Any] |
         cats = sorted({k for k in keys if k is not None})
         if not cats:
             continue
-        codes = pd.Categorical(keys, categories=cats).codes
-        block = np.zeros((n, len(cats)), dtype=np.float32)
-        hit = np.nonzero(codes >= 0)[0]
-        block[hit, codes[hit]] = 1.0
-        blocks.append(block)
-        names.extend(f"{col}={c}" for c in cats)
+        # one column per category, in sorted order, named column=value; a missing value (None) is all zeros
+        block = pd.get_dummies(pd.Categorical(keys, categories=cats), prefix=str(col), prefix_sep="=", dtype=np.float32)
+        blocks.append(block.to_numpy())
+        names.extend(map(str, block.columns))
     X = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0), dtype=np.float32)
     return FeatureMatrix(list(map(str, user_ids)), names, np.ascontiguousarray(X))
 

@@ -8,15 +8,12 @@ import numpy as np
 
 
 def auc_and_roc(y_true: np.ndarray, scores: np.ndarray, max_points: int = 200) -> tuple[float, dict[str, list[float]]]:
-    """ROC AUC of ``scores`` [N] against labels [N], and the ROC curve thinned to ``max_points``."""
-    from sklearn.metrics import roc_auc_score, roc_curve
+    """ROC AUC of ``scores`` [N] against labels [N], and the ROC curve thinned to ``max_points`` (scikit-learn, through
+    the helpers core.matching.evaluate shares with the creative-selection evaluation)."""
+    from core.matching.evaluate import auc, thinned_roc
 
-    auc = float(roc_auc_score(y_true, scores))
-    fpr, tpr, _ = roc_curve(y_true, scores)
-    if len(fpr) > max_points:
-        keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
-        fpr, tpr = fpr[keep], tpr[keep]
-    return auc, {"fpr": [round(float(v), 5) for v in fpr], "tpr": [round(float(v), 5) for v in tpr]}
+    fpr, tpr = thinned_roc(scores, y_true, max_points)
+    return auc(scores, y_true), {"fpr": [round(float(v), 5) for v in fpr], "tpr": [round(float(v), 5) for v in tpr]}
 
 
 def top_order(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:

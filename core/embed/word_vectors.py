@@ -49,11 +49,18 @@ def static_vectors(words: Sequence[str]) -> np.ndarray:
 
 
 def project(vectors: np.ndarray, dim: int) -> np.ndarray:
-    """Centre, project onto the top ``dim`` principal directions and scale each coordinate to unit variance.
-    vectors [V, D] -> [V, dim] (zero-padded when V or D is smaller than dim)."""
-    x = vectors - vectors.mean(axis=0, keepdims=True)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    y = x @ vt[:dim].T
+    """Centre, project onto the top ``dim`` principal directions (scikit-learn PCA) and scale each coordinate to unit
+    variance. vectors [V, D] -> [V, dim] (zero-padded when V or D is smaller than dim).
+
+    The sign of each direction is PCA's deterministic choice (svd_flip: each component's largest-magnitude loading
+    positive), so the same vectors always give the same table; nothing downstream depends on the sign (a random
+    embedding table has none). Computed in float64; a direction without variance (V centred vectors span at most
+    V - 1) is left at zero rather than scaled up."""
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(vectors, np.float64)
+    k = min(dim, *x.shape)
+    y = PCA(n_components=k, svd_solver="full").fit_transform(x) if k else np.zeros((len(x), 0))
     std = y.std(axis=0, keepdims=True)
     y = y / np.where(std > 1e-8, std, 1.0)
     if y.shape[1] < dim:

@@ -47,24 +47,25 @@ class FitConfig:
         return asdict(self)
 
 
-def platt_fit(scores: np.ndarray, labels: np.ndarray, iters: int = 200) -> tuple[float, float]:
-    """Platt scaling: (a, b) maximising the likelihood of sigmoid(a * score + b) (Newton steps, Platt's smoothed targets)."""
-    s, y = np.asarray(scores, np.float64), np.asarray(labels, np.float64)
+def platt_fit(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Platt scaling: (a, b) maximising the likelihood of sigmoid(a * score + b) under Platt's smoothed targets
+    t+ = (N+ + 1) / (N+ + 2), t- = 1 / (N- + 2). Fitted by scikit-learn's unpenalised LogisticRegression on the
+    raw score, each pair entered twice (label 1 weighted t, label 0 weighted 1 - t: the soft-target likelihood);
+    a = coef_, b = intercept_ (what the scorers store). Without both classes: (1, 0), the identity on logits; with
+    every score equal (no information in the score): a = 0 and b = the log-odds of the mean target."""
+    from sklearn.linear_model import LogisticRegression
+
+    s, y = np.asarray(scores, np.float64).ravel(), np.asarray(labels, np.float64).ravel()
     if len(s) == 0 or y.min() == y.max():
         return 1.0, 0.0
-    n_pos, n_neg = y.sum(), len(y) - y.sum()
+    n_pos = float((y > 0).sum())
+    n_neg = len(y) - n_pos
     t = np.where(y > 0, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
-    a, b = 0.0, math.log((n_neg + 1) / (n_pos + 1)) * -1.0
-    for _ in range(iters):
-        p = 1 / (1 + np.exp(-(a * s + b)))
-        w = np.maximum(p * (1 - p), 1e-12)
-        g = np.array([np.sum((p - t) * s), np.sum(p - t)])
-        h = np.array([[np.sum(w * s * s), np.sum(w * s)], [np.sum(w * s), np.sum(w)]]) + 1e-9 * np.eye(2)
-        step = np.linalg.solve(h, g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-10:
-            break
-    return float(a), float(b)
+    if np.ptp(s) == 0:  # a is not identifiable (a * s + b is one number): the likelihood's optimum with a = 0
+        return 0.0, float(np.log(t.mean() / (1 - t.mean())))
+    model = LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-10, max_iter=200)
+    model.fit(np.r_[s, s][:, None], np.r_[np.ones(len(s)), np.zeros(len(s))], sample_weight=np.r_[t, 1 - t])
+    return float(model.coef_[0, 0]), float(model.intercept_[0])
 
 
 class MatchScorer(nn.Module):

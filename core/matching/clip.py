@@ -1,15 +1,22 @@
 """CLIP-style dual-encoder relevance scorer: cosine of a phrase vector and an image vector, as a probability.
 
 Variants:
-* ``pretrained`` (online): open_clip ``ViT-B-32`` / ``laion2b_s34b_b79k`` towers, frozen. Zero-shot = their cosine;
-  fine-tuned = small residual projection heads trained with CLIP's contrastive loss on catalog phrases.
+* ``pretrained`` (online): open_clip ``ViT-B-32`` / ``laion2b_s34b_b79k`` towers, frozen. Zero-shot = their cosine
+  (no head); fine-tuned = a projection head on each tower's output (Linear -> GELU -> Linear, ``dim``-d, not
+  residual: the head replaces the tower's vector) trained with the contrastive loss below.
 * ``offline``: the two offline pretrained towers, frozen: MiniLM sentence vectors (384-d) and EfficientNet-Lite0
-  global image features (1280-d), each with a projection head (Linear -> GELU -> Linear, 256-d) trained with the
+  global image features (1280-d), each with the same projection head (256-d by default) trained with the
   symmetric contrastive (InfoNCE) loss and a learned temperature. Zero-shot is impossible here (the towers were
   never aligned), so the offline variant is always the trained one.
 
-The contrastive loss treats every known positive in the batch as a target (soft targets), since one phrase is
-relevant to many creatives. The probability is a Platt-calibrated sigmoid of the cosine, fitted on the training triples.
+Training (:meth:`ClipScorer.fit`) runs the shared loop of core.matching.base: the triples are shuffled every epoch
+and cut into mini-batches of ``batch_size`` triples, nothing grouped by phrase. Of each batch only the positive
+triples enter the loss: their distinct phrases x their distinct creatives form the logit matrix, each positive
+pair of the batch is a target (soft targets: a phrase's row is spread over all its positives in the batch, since
+one phrase is relevant to many creatives; likewise a creative's column), every other cell an in-batch negative.
+The batch's labelled negatives are not used, and a batch with fewer than two positives gives a zero loss (AdamW's
+weight decay still applies on that step). The probability is a Platt-calibrated sigmoid of the cosine, fitted
+afterwards on all the training triples (positives and negatives).
 """
 
 from __future__ import annotations
@@ -126,7 +133,9 @@ class ClipScorer(MatchScorer):
 
     # -- training -----------------------------------------------------------------------------------
     def triple_loss(self, triples: Sequence[Triple], creatives: dict[str, Creative]) -> Tensor:
-        """Symmetric contrastive loss over the batch's positive pairs, every known positive a (soft) target."""
+        """Symmetric contrastive loss over the batch's positive triples: logits = cosine x temperature for their
+        distinct phrases x their distinct creatives; every positive pair in the batch a (soft) target, the other
+        cells negatives; the batch's negative triples unused; 0 (no gradient) with fewer than two positives."""
         pos = [t for t in triples if t.label == 1]
         if len(pos) < 2:
             return self.logit_scale.sum() * 0.0
@@ -150,7 +159,8 @@ class ClipScorer(MatchScorer):
 
     def fit(self, triples: Sequence[Triple], creatives: dict[str, Creative], cfg: FitConfig | None = None,
             progress: ProgressFn = no_progress) -> dict:
-        """Contrastive training over batches grouped so each batch holds several phrases with their positives; then Platt."""
+        """Contrastive training of the heads (``trained`` mode; the shared shuffled mini-batch loop, see the module
+        docstring), then Platt calibration of the cosine on ``triples``; zero-shot mode only calibrates."""
         result = super().fit(triples, creatives, cfg, progress) if self.mode == "trained" else {"epoch_loss": [], "steps": 0}
         a, b = self.calibrate(triples, creatives)
         return result | {"platt": [round(a, 4), round(b, 4)]}

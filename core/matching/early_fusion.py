@@ -2,8 +2,10 @@
 
 The phrase's MiniLM sentence vector (384-d, a Transformer text encoder) is concatenated with the creative's
 EfficientNet-Lite0 global image vector (1280-d, a CNN), and an MLP maps the concatenation to a relevance
-logit: [384 + 1280] -> Linear 512 -> GELU -> Dropout -> Linear 128 -> GELU -> Linear 1, binary cross-entropy.
-Both towers are pretrained and frozen; only the MLP is trained. There is one variant (offline-trained).
+logit: [384 + 1280] -> Linear ``hidden`` (512) -> GELU -> Dropout -> Linear 128 -> GELU -> Linear 1; the
+probability is its sigmoid. Trained with binary cross-entropy on the labelled triples, positives and negatives, by
+the shared loop of core.matching.base (shuffled mini-batches). Both towers are pretrained and frozen (their
+vectors are precomputed); only the MLP is trained. There is one variant (offline-trained).
 """
 
 from __future__ import annotations

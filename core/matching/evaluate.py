@@ -1,4 +1,7 @@
-"""Evaluation of relevance scores: ROC / AUC with bootstrap 95% intervals, per-phrase MAP@10 / NDCG@10, calibration."""
+"""Evaluation of relevance scores: ROC / AUC with bootstrap 95% intervals, per-phrase MAP@10 / NDCG@10, calibration.
+
+AUC and ROC by scikit-learn, the interval by scipy.stats.bootstrap; :func:`auc` and :func:`thinned_roc` also serve
+core.audience.metrics (one definition of the AUC and of the stored ROC curve in the project)."""
 
 from __future__ import annotations
 
@@ -8,49 +11,83 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based), ties sharing their mean rank."""
-    from scipy.stats import rankdata
-
-    return rankdata(x, method="average")
+def _classes(scores: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(scores float64 [N], labels bool [N]); ValueError unless both classes are present."""
+    s, y = np.asarray(scores, np.float64).ravel(), np.asarray(labels).astype(bool).ravel()
+    if len(s) != len(y):
+        raise ValueError(f"{len(s)} scores for {len(y)} labels")
+    if y.all() or not y.any():
+        raise ValueError("AUC needs at least one positive and one negative")
+    return s, y
 
 
 def auc(scores: Sequence[float], labels: Sequence[int]) -> float:
-    """ROC AUC = P(score of a random positive > score of a random negative), ties counting 1/2 (Mann-Whitney)."""
-    s, y = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("AUC needs at least one positive and one negative")
-    r = _ranks(s)
-    return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    """ROC AUC (scikit-learn) = P(score of a random positive > score of a random negative), ties counting 1/2."""
+    from sklearn.metrics import roc_auc_score
+
+    s, y = _classes(scores, labels)
+    return float(roc_auc_score(y, s))
 
 
-def roc_curve(scores: Sequence[float], labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, thresholds), from (0, 0) to (1, 1), one point per distinct score."""
-    s, y = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
-    tpr = np.r_[0.0, tp / max(1, y.sum())]
-    fpr = np.r_[0.0, fp / max(1, (~y).sum())]
-    return fpr, tpr, np.r_[np.inf, s[last]]
+def roc_curve(scores: Sequence[float], labels: Sequence[int], *, drop_intermediate: bool = False
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds) by scikit-learn, from (0, 0) to (1, 1): one point per distinct score, or only the
+    corners with ``drop_intermediate`` (the same polyline: the points dropped lie on straight segments)."""
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    s, y = _classes(scores, labels)
+    fpr, tpr, thresholds = sk_roc_curve(y, s, drop_intermediate=drop_intermediate)
+    return fpr, tpr, thresholds
+
+
+def thinned_roc(scores: Sequence[float], labels: Sequence[int], max_points: int = 101) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC curve's corners (``drop_intermediate``), thinned to at most ``max_points`` evenly spaced ones, first and
+    last kept: what the app plots and stores (matching evaluations here, audience expansion in core.audience.metrics)."""
+    fpr, tpr, _ = roc_curve(scores, labels, drop_intermediate=True)
+    if len(fpr) > max_points:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, max(2, max_points)).round().astype(int))
+        fpr, tpr = fpr[keep], tpr[keep]
+    return fpr, tpr
+
+
+def _mann_whitney_auc(pos: np.ndarray, neg: np.ndarray, axis: int = -1) -> np.ndarray:
+    """AUC of positives ``pos`` against negatives ``neg`` along ``axis`` = Mann-Whitney U / (n_pos * n_neg) (ties 1/2):
+    the same number as roc_auc_score, vectorised over the bootstrap's resamples."""
+    from scipy.stats import mannwhitneyu
+
+    u = mannwhitneyu(pos, neg, axis=axis, method="asymptotic", use_continuity=False).statistic
+    return u / (pos.shape[axis] * neg.shape[axis])
 
 
 def bootstrap_auc(scores: Sequence[float], labels: Sequence[int], n_boot: int = 1000, seed: int = 0,
                   level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the AUC, resampling positives and negatives separately (stratified)."""
-    s, y = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
+    """Percentile bootstrap interval of the AUC (scipy.stats.bootstrap), positives and negatives resampled separately
+    (stratified: two independent samples). Percentile, not scipy's default BCa: BCa is undefined (NaN) when every
+    resample gives the same AUC (e.g. perfectly separated scores), the percentile interval is then that value.
+    A class with a single element is the same in every resample (the other one is resampled); with one of each,
+    the interval is the AUC itself. ValueError without a positive or a negative."""
+    from scipy.stats import bootstrap
+
+    s, y = _classes(scores, labels)
     pos, neg = s[y], s[~y]
-    if len(pos) == 0 or len(neg) == 0:
-        raise ValueError("AUC needs at least one positive and one negative")
-    rng = np.random.default_rng(seed)
-    values = np.empty(n_boot)
-    lab = np.r_[np.ones(len(pos), int), np.zeros(len(neg), int)]
-    for b in range(n_boot):
-        values[b] = auc(np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))], lab)
-    alpha = (1 - level) / 2
-    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+    if len(pos) == 1 and len(neg) == 1:
+        value = float(_mann_whitney_auc(pos, neg))
+        return value, value
+    if len(pos) == 1 or len(neg) == 1:
+        single, other = (pos, neg) if len(pos) == 1 else (neg, pos)
+
+        def statistic(x: np.ndarray, axis: int = -1) -> np.ndarray:
+            x = np.moveaxis(x, axis, -1)
+            fixed = np.broadcast_to(single, (*x.shape[:-1], 1))
+            return _mann_whitney_auc(fixed, x) if single is pos else _mann_whitney_auc(x, fixed)
+
+        data: tuple[np.ndarray, ...] = (other,)
+    else:
+        statistic, data = _mann_whitney_auc, (pos, neg)
+    result = bootstrap(data, statistic, n_resamples=n_boot, vectorized=True, paired=False, confidence_level=level,
+                       method="percentile", batch=max(1, 4_000_000 // len(s)), rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return float(low), float(high)
 
 
 def average_precision_at_k(relevance_in_rank_order: Sequence[int], k: int = 10, n_relevant: int | None = None) -> float:
@@ -111,15 +148,14 @@ def reliability(probabilities: Sequence[float], labels: Sequence[int], bins: int
 
 def evaluate_scores(phrases: Sequence[str], scores: Sequence[float], labels: Sequence[int], *, n_boot: int = 1000,
                     seed: int = 0, roc_points: int = 101) -> dict:
-    """Every figure for one scorer on one judgement set (the ROC curve is thinned to about ``roc_points`` points)."""
+    """Every figure for one scorer on one judgement set (the ROC curve's corners, thinned to at most ``roc_points``)."""
     value = auc(scores, labels)
     low, high = bootstrap_auc(scores, labels, n_boot=n_boot, seed=seed)
-    fpr, tpr, _ = roc_curve(scores, labels)
-    keep = np.unique(np.r_[np.linspace(0, len(fpr) - 1, min(roc_points, len(fpr))).astype(int), len(fpr) - 1])
+    fpr, tpr = thinned_roc(scores, labels, roc_points)
     return {
         "auc": round(value, 4), "auc_low": round(low, 4), "auc_high": round(high, 4), "n": len(labels),
         "positives": int(np.sum(labels)), **{k: (round(v, 4) if isinstance(v, float) else v)
                                             for k, v in per_phrase_ranking(phrases, scores, labels).items()},
         "calibration": reliability(scores, labels),
-        "roc": {"fpr": [round(float(x), 4) for x in fpr[keep]], "tpr": [round(float(x), 4) for x in tpr[keep]]},
+        "roc": {"fpr": [round(float(x), 4) for x in fpr], "tpr": [round(float(x), 4) for x in tpr]},
     }

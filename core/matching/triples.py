@@ -18,7 +18,7 @@ import hashlib
 import io
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +62,6 @@ class TripleSet:
             out[split] = {"phrases": len({t.phrase for t in part}), "triples": len(part), "positives": sum(t.label for t in part),
                           "hard_negatives": sum(t.kind == "hard" for t in part)}
         return out
-
-    def to_rows(self) -> list[dict]:
-        return [asdict(t) for t in self.triples]
 
 
 def normalise_phrase(text: str) -> str:
