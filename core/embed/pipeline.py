@@ -114,7 +114,7 @@ def fit_and_evaluate(
     vocab = Vocabulary.build([[w.text for w in tokenized[i]] for i in split.train], min_freq=min_word_freq)
     labels_arr = np.asarray(labels)
     k1 = int(options.get("k1", 20))
-    options.setdefault("max_words", max_words)
+    max_words = int(options.setdefault("max_words", max_words))  # one length for training, validation, test and inference
 
     def part(index: np.ndarray) -> EmbedDataset:
         return build_dataset([tokenized[i] for i in index], [region_features[i] for i in index],
