@@ -35,6 +35,9 @@ MAIN = (
     Experiment("ION w/o all", "ion", ("ksg", "sca", "dfa")),
     Experiment("ION without BatchNorm neck (paper's head)", "ion", (), {"neck": "none"}),
     Experiment("ION with random word vectors", "ion", (), {"word_init": "random"}),
+    Experiment("ION with eq. 6 as printed (literal SCA)", "ion", (), {"sca": "literal"}),
+    Experiment("ION, paper recipe (no deviation)", "ion", (), {"recipe": "paper"}),
+    Experiment("ToTYEmb, paper recipe (no deviation)", "totyemb", (), {"recipe": "paper"}),
 )
 
 

@@ -85,7 +85,8 @@ def test_region_count_below_k2_and_empty_inputs_are_finite():
     assert torch.isfinite(out.embedding).all()
 
 
-def test_sca_keeps_k2_and_resorts_by_alpha():
+@pytest.mark.parametrize("sca", ["literal", "additive"])
+def test_sca_keeps_k2_and_resorts_by_alpha(sca):
     """Make alpha grow with region feature 0 and give the LEAST confident regions the largest feature:
     SCA must keep them (reverse detector order); w/o SCA keeps the k2 most confident ones."""
     tokens, tmask, _, _, _ = batch()
@@ -94,7 +95,7 @@ def test_sca_keeps_k2_and_resorts_by_alpha():
     rmask = torch.ones(3, 8, dtype=torch.bool)
     rmask[1, 6:] = False
     conf = torch.linspace(0.9, 0.1, 8).expand(3, 8).clone()
-    with_sca, without = make(region_dim=D_R), make(["sca"], region_dim=D_R)
+    with_sca, without = make(region_dim=D_R, sca=sca), make(["sca"], region_dim=D_R)
     for model in (with_sca, without):
         with torch.no_grad():
             model.region.linear.weight.zero_()
@@ -103,6 +104,11 @@ def test_sca_keeps_k2_and_resorts_by_alpha():
     with torch.no_grad():
         with_sca.clue_region.weight.zero_()
         with_sca.clue_region.weight[0, 0] = 0.3  # alpha stays far from saturation
+        if sca == "additive":  # alpha = sigmoid(w^T tanh(W_v v + W_o h_bar)): w reads unit 0 only, text term off
+            with_sca.clue_region.bias.zero_()
+            with_sca.clue_text.weight.zero_()
+            with_sca.clue_out.weight.zero_()
+            with_sca.clue_out.weight[0, 0] = 1.0
     out = with_sca(tokens, tmask, regions, rmask, conf)
     assert out.kept[0].tolist() == [7, 6, 5, 4]
     assert out.kept[1].tolist() == [5, 4, 3, 2]  # padded regions 6, 7 never kept
@@ -114,7 +120,7 @@ def test_sca_keeps_k2_and_resorts_by_alpha():
 
 EXPECTED_ABSENT = {
     "ksg": ("keyword_head", "gate_word", "gate_context"),
-    "sca": ("clue_region", "clue_text"),
+    "sca": ("clue_region", "clue_text", "clue_out"),
     "dfa": ("fusion_bilinear", "ffn_h", "ffn_v"),
 }
 

@@ -39,6 +39,10 @@ def train(
     rho: Annotated[float | None, typer.Option("--rho", help="keyword loss weight rho")] = None,
     lr: Annotated[float | None, typer.Option("--lr")] = None,
     neck: Annotated[str | None, typer.Option("--neck", help="ION: batchnorm (default) | none (the paper's exact head)")] = None,
+    sca: Annotated[str | None, typer.Option(
+        "--sca", help="ION: additive (default: the text re-orders the regions) | literal (eq. 6 as printed)")] = None,
+    recipe: Annotated[str | None, typer.Option(
+        "--recipe", help="adlens (default) | paper: every deviation from the paper off at once (explicit options still win)")] = None,
     detector: Annotated[str | None, typer.Option("--detector", help="auto | yolo | offline")] = None,
     run: Annotated[int | None, typer.Option("--run", help="train into this existing run (background jobs)")] = None,
     as_json: JsonOpt = False,
@@ -49,7 +53,7 @@ def train(
     from core.store import get_engine
 
     options = {k: v for k, v in {"epochs": epochs, "seed": seed, "k1": k1, "k2": k2, "margin": margin, "keyword_weight": rho,
-                                 "lr": lr, "neck": neck, "detector": detector}.items() if v is not None}
+                                 "lr": lr, "neck": neck, "sca": sca, "recipe": recipe, "detector": detector}.items() if v is not None}
     if model not in ("ion", "totyemb"):
         options = {"seed": seed}
     engine = get_engine()

@@ -1,4 +1,4 @@
-"""A trained ION's SCA as the Regions page's clue scorer: alpha_j = sigmoid(W_v v_j + W_o h_bar) (eq. 6).
+"""A trained ION's SCA as the Regions page's clue scorer: alpha_j of eq. 6 (literal or additive form, see core.embed.ion).
 
 It plugs into :func:`core.regions.clues.rerank` like the zero-shot MiniLM scorer. The regions must come from
 the detector the run was trained on (same feature size; the caller checks the detector version).
@@ -21,7 +21,8 @@ class IonClueScorer:
         if "sca" in model.config.ablate:
             raise ValueError(f"{name} was trained without SCA: it has no semantic-clue scores")
         self.model, self.vocab = model.eval(), vocab
-        self.name = f"{name}: SCA alpha = sigmoid(W_v v_j + W_o h_bar)"
+        form = "sigmoid(w^T tanh(W_v v_j + W_o h_bar))" if model.config.sca == "additive" else "sigmoid(W_v v_j + W_o h_bar)"
+        self.name = f"{name}: SCA alpha = {form}"
 
     def score(self, text: str, detections: DetectionResult) -> np.ndarray:
         n = len(detections)

@@ -20,6 +20,12 @@ Choices the paper leaves open (documented here, tested in tests/test_embed_ion.p
   Train and inference therefore compute the same s.
 * SCA: the hard top-k2 gives no gradient to alpha, so the kept region vectors are scaled by their alpha
   (``v_j <- alpha_j * v_j``); the ranking is unchanged and W_v / W_o learn through DFA.
+* SCA form (``IONConfig.sca``). Eq. 6 read literally, ``alpha_j = sigmoid(W_v v_j + W_o h_bar)`` with a
+  scalar output, adds the same ``W_o h_bar`` to every region of an ad: the ORDER of the regions, and so
+  which k2 are kept, is the same whatever the text says (the text only shifts every alpha alike). That
+  form is ``sca="literal"``. ``sca="additive"`` (a deviation, as ToTYEmb's region pointer does) lets the
+  text interact with each region before the scalar: ``alpha_j = sigmoid(w^T tanh(W_v v_j + W_o h_bar))``
+  with W_v, W_o: d -> d and w: d -> 1, so two texts can keep different regions of the same picture.
 * A text with no words or an image with no regions gives zero vectors on that side, never NaN.
 * Embedding neck (not in the paper): f passes a parameter-free BatchNorm1d before the L2 normalisation
   (``IONConfig.neck = "batchnorm"``, the "BNNeck" of person re-identification). Trained from scratch on a
@@ -42,11 +48,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.embed.layers import RegionProjection, TextEncoder, ffn, gather_regions, masked_max, masked_softmax, masked_sum, top_regions
+from core.embed.layers import (
+    RegionProjection,
+    TextEncoder,
+    check_region_norm,
+    ffn,
+    gather_regions,
+    masked_max,
+    masked_softmax,
+    masked_sum,
+    top_regions,
+)
 from core.embed.word_vectors import check_word_init
 
 ION_ABLATIONS = frozenset({"ksg", "sca", "dfa"})
 ION_NECKS = ("batchnorm", "none")
+ION_SCA_FORMS = ("additive", "literal")
 
 
 @dataclass
@@ -69,12 +86,17 @@ class IONConfig:
     text_norm: str = "pre"  # LayerNorm placement in the text Transformer: "pre" (trains stably from scratch) or "post"
     word_init: str = "minilm"  # word table starts from MiniLM static vectors ("minilm", core.embed.word_vectors) or N(0, 1) ("random")
     neck: str = "batchnorm"  # "batchnorm" (parameter-free BatchNorm1d on f before ||f|| = 1) or "none" (the paper's head)
+    sca: str = "additive"  # "additive" (text-region interaction) or "literal" (eq. 6 as printed: the text shifts every region alike)
+    region_norm: str = "standardise"  # "standardise" (training regions' mean / std before FFN_r) or "none" (the paper)
 
     def __post_init__(self) -> None:
         self.ablate = frozenset(self.ablate)
         check_word_init(self.word_init)
         if self.neck not in ION_NECKS:
             raise ValueError(f"unknown ION neck {self.neck!r}; choose from {list(ION_NECKS)}")
+        if self.sca not in ION_SCA_FORMS:
+            raise ValueError(f"unknown ION SCA form {self.sca!r}; choose from {list(ION_SCA_FORMS)}")
+        check_region_norm(self.region_norm)
         unknown = self.ablate - ION_ABLATIONS
         if unknown:
             raise ValueError(f"unknown ION ablation(s) {sorted(unknown)}; choose from {sorted(ION_ABLATIONS)}")
@@ -93,8 +115,9 @@ class IONConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> IONConfig:
-        # checkpoints written before the neck and the pre-norm encoder existed were trained without them
-        return cls(**{"neck": "none", "text_norm": "post", "word_init": "random", **data, "ablate": frozenset(data.get("ablate", ()))})
+        # checkpoints written before the neck, the pre-norm encoder and the SCA forms existed were trained without them
+        return cls(**{"neck": "none", "text_norm": "post", "word_init": "random", "sca": "literal", **data,
+                      "ablate": frozenset(data.get("ablate", ()))})
 
 
 @dataclass
@@ -135,8 +158,11 @@ class ION(nn.Module):
             self.gate_word = nn.Linear(d, d)  # W_w
             self.gate_context = nn.Linear(d, d, bias=False)  # W_c
         if "sca" not in config.ablate:
-            self.clue_region = nn.Linear(d, 1)  # W_v
-            self.clue_text = nn.Linear(d, 1, bias=False)  # W_o
+            width = d if config.sca == "additive" else 1
+            self.clue_region = nn.Linear(d, width)  # W_v
+            self.clue_text = nn.Linear(d, width, bias=False)  # W_o
+            if config.sca == "additive":
+                self.clue_out = nn.Linear(d, 1)  # w
         if "dfa" not in config.ablate:
             self.fusion_bilinear = nn.Linear(d, d, bias=False)  # W_f
             self.ffn_h = ffn(2 * d, d, p)
@@ -171,8 +197,16 @@ class ION(nn.Module):
         return v_kept, kept, kept_mask, alpha
 
     def _alpha(self, v: Tensor, h_bar: Tensor, region_mask: Tensor) -> Tensor:
-        """Eq. 6: alpha_j = sigmoid(W_v v_j + W_o h_bar). v [B, m, d], h_bar [B, d] -> [B, m] (zero on padding)."""
-        alpha = torch.sigmoid(self.clue_region(v).squeeze(-1) + self.clue_text(h_bar))
+        """Eq. 6. v [B, m, d], h_bar [B, d] -> alpha [B, m] (zero on padding).
+
+        literal: sigmoid(W_v v_j + W_o h_bar); additive: sigmoid(w^T tanh(W_v v_j + W_o h_bar)).
+        """
+        if self.config.sca == "additive":
+            joint = torch.tanh(self.clue_region(v) + self.clue_text(h_bar)[:, None, :])  # [B, m, d]
+            logit = self.clue_out(joint).squeeze(-1)
+        else:
+            logit = self.clue_region(v).squeeze(-1) + self.clue_text(h_bar)
+        alpha = torch.sigmoid(logit)
         return alpha * region_mask.to(alpha.dtype)
 
     def _dfa(self, h_prime: Tensor, token_mask: Tensor, v: Tensor, v_mask: Tensor) -> tuple[Tensor, Tensor | None]:

@@ -83,6 +83,14 @@ def gather_regions(v: Tensor, index: Tensor) -> Tensor:
     return torch.gather(v, 1, index[..., None].expand(-1, -1, v.shape[-1]))
 
 
+REGION_NORMS = ("standardise", "none")
+
+
+def check_region_norm(value: str) -> None:
+    if value not in REGION_NORMS:
+        raise ValueError(f"region_norm must be one of {list(REGION_NORMS)}, got {value!r}")
+
+
 class RegionProjection(nn.Module):
     """FFN_r (eq. 5): single-layer FFN from detector region features to d_model. [B, k1, D_r] -> [B, k1, d].
 
@@ -90,6 +98,7 @@ class RegionProjection(nn.Module):
     feature dimension is first standardised with the training regions' mean and standard deviation
     (``set_feature_stats``; buffers saved with the model; identity until set). Without it the projected
     regions swamp the word states at initialisation and training stalls (see docs/ion_training.md).
+    ``region_norm="none"`` in the model config (the paper) never sets them: the identity stays.
     """
 
     def __init__(self, region_dim: int, d_model: int, dropout: float) -> None:

@@ -8,7 +8,7 @@ then queries all other test ads (core.embed.evaluate).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -71,12 +71,16 @@ def split_by_category(labels: Sequence[int], unseen_fraction: float = 0.1, val_f
 def build_model(kind: str, vocab_size: int, region_dim: int, class_labels: Sequence[int] = (), seed: int = 0,
                 **options) -> ION | ToTYEmb:
     """A freshly initialised model (seeded, so the same seed gives the same weights); ``options`` go to its config."""
+    configs = {"ion": IONConfig, "totyemb": ToTYEmbConfig}
+    if kind not in configs:
+        raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
+    foreign = set(options) - {f.name for f in fields(configs[kind])}
+    if foreign:
+        raise ValueError(f"option(s) {', '.join(sorted(foreign))} do not apply to {kind}")
     torch.manual_seed(seed)
     if kind == "ion":
         return ION(IONConfig(vocab_size=vocab_size, region_dim=region_dim, **options))
-    if kind == "totyemb":
-        return ToTYEmb(ToTYEmbConfig(vocab_size=vocab_size, region_dim=region_dim, class_labels=tuple(class_labels), **options))
-    raise ValueError(f"unknown model kind {kind!r}; choose from {MODEL_KINDS}")
+    return ToTYEmb(ToTYEmbConfig(vocab_size=vocab_size, region_dim=region_dim, class_labels=tuple(class_labels), **options))
 
 
 @dataclass
@@ -124,7 +128,7 @@ def fit_and_evaluate(
     val_ds = part(split.val) if len(split.val) > 1 else None
     class_labels = sorted(set(train_ds.labels.tolist())) if kind == "totyemb" else ()
     model = build_model(kind, len(vocab), train_ds.region_dim, class_labels, seed=cfg.seed, **options)
-    if getattr(model, "region", None) is not None:
+    if getattr(model, "region", None) is not None and model.config.region_norm == "standardise":
         model.region.set_feature_stats(train_ds.regions, train_ds.region_mask)
     if model.config.word_init == "minilm":
         from core.embed.word_vectors import init_word_embeddings

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.embed.layers import RegionProjection, TextEncoder, ffn, gather_regions, masked_max, masked_softmax, top_regions
+from core.embed.layers import RegionProjection, TextEncoder, check_region_norm, ffn, gather_regions, masked_max, masked_softmax, top_regions
 from core.embed.word_vectors import check_word_init
 
 TOTYEMB_ABLATIONS = frozenset({"pointer", "image"})
@@ -50,10 +50,12 @@ class ToTYEmbConfig:
     ablate: frozenset[str] = field(default_factory=frozenset)
     text_norm: str = "pre"  # LayerNorm placement in the text Transformer: "pre" (trains stably from scratch) or "post"
     word_init: str = "minilm"  # word table starts from MiniLM static vectors ("minilm", core.embed.word_vectors) or N(0, 1) ("random")
+    region_norm: str = "standardise"  # "standardise" (training regions' mean / std before the region FFN) or "none" (the paper)
 
     def __post_init__(self) -> None:
         self.ablate = frozenset(self.ablate)
         check_word_init(self.word_init)
+        check_region_norm(self.region_norm)
         unknown = self.ablate - TOTYEMB_ABLATIONS
         if unknown:
             raise ValueError(f"unknown ToTYEmb ablation(s) {sorted(unknown)}; choose from {sorted(TOTYEMB_ABLATIONS)}")

@@ -26,7 +26,8 @@ from core.search.index import VectorIndex
 from core.store import get_engine
 
 MODEL_OPTIONS = ("k1", "k2", "margin", "keyword_weight", "d_model", "layers", "heads", "top_k", "max_words", "dropout", "neck", "text_norm",
-                 "word_init")
+                 "word_init", "sca", "region_norm")
+TRAIN_OPTIONS = ("epochs", "seed", "lr", "sampler", "batch_size", "detector", "recipe")
 
 
 def _stage(progress: ProgressFn, start: float, span: float) -> ProgressFn:
@@ -42,8 +43,9 @@ def train_run(kind: str, ablate: Sequence[str] = (), options: dict[str, Any] | N
               name: str | None = None) -> int:
     """Train (ion, totyemb) or embed (text, image, concat), evaluate on the test split, index the whole catalog.
 
-    ``options``: epochs, seed, lr, detector (auto|yolo|offline) and model sizes / loss weights
-    (k1, k2, margin = gamma, keyword_weight = rho, d_model, layers, heads, top_k, max_words, dropout).
+    ``options``: epochs, seed, lr, sampler, detector (auto|yolo|offline), recipe (adlens|paper: core.embed.recipe;
+    explicit options win over it) and model sizes / loss weights / switches (k1, k2, margin = gamma,
+    keyword_weight = rho, d_model, layers, heads, top_k, max_words, dropout, neck, text_norm, word_init, sca, region_norm).
     Returns the run id; the run ends ``done``, ``cancelled`` (should_stop returned True) or ``failed``
     (the error is re-raised).
     """
@@ -53,7 +55,7 @@ def train_run(kind: str, ablate: Sequence[str] = (), options: dict[str, Any] | N
     options = dict(options or {})
     if kind not in RUN_KINDS:
         raise RetrievalError(f"unknown model kind {kind!r}; choose from {', '.join(RUN_KINDS)}")
-    unknown = set(options) - {"epochs", "seed", "lr", "detector", *MODEL_OPTIONS}
+    unknown = set(options) - {*TRAIN_OPTIONS, *MODEL_OPTIONS}
     if unknown:
         raise RetrievalError(f"unknown option(s) {sorted(unknown)}")
     ablate = sorted({a.strip().lower() for a in ablate if a and a.strip()})
@@ -93,6 +95,7 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
     from core.embed.checkpoint import save_checkpoint
     from core.embed.evaluate import seen_unseen_precision
     from core.embed.pipeline import embed_ads, fit_and_evaluate
+    from core.embed.recipe import deviations_in_use, recipe_options
     from core.embed.train import TrainConfig
 
     cat = load_catalog_ads(engine=engine)
@@ -111,11 +114,14 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
         update_run(run_id, engine=engine, config=config, message="training")
         timings["regions"] = round(time.perf_counter() - t0, 2)
         feats, confs = region_arrays(cat, regions, dim)
-        model_options = {k: options[k] for k in MODEL_OPTIONS if k in options}
+        recipe_model, recipe_train = recipe_options(kind, options.get("recipe", "adlens"))
+        model_options = {**recipe_model, **{k: options[k] for k in MODEL_OPTIONS if k in options}}  # explicit options win
         if ablate:
             model_options["ablate"] = frozenset(ablate)
-        cfg = TrainConfig(epochs=options.get("epochs"), seed=int(options.get("seed", 0)), lr=float(options.get("lr", 1e-3)),
-                          sampler="balanced" if kind == "ion" else "random")
+        train_options = {"sampler": "random", "batch_size": 32, **recipe_train,
+                         **{k: options[k] for k in ("epochs", "sampler", "batch_size") if k in options}}
+        cfg = TrainConfig(epochs=train_options.get("epochs"), seed=int(options.get("seed", 0)), lr=float(options.get("lr", 1e-3)),
+                          sampler=train_options["sampler"], batch_size=int(train_options["batch_size"]))
         t0 = time.perf_counter()
         fit = fit_and_evaluate(kind, [cat.texts[i] for i in labelled], [feats[i] for i in labelled], [confs[i] for i in labelled],
                                cat.labels[labelled].tolist(), split, model_options=model_options, train_config=cfg,
@@ -128,6 +134,8 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
         metrics.update(precision_metrics(fit.metrics) if fit.metrics else {})
         metrics["best_epoch"] = fit.training.best_epoch
         metrics["epochs"] = cfg.epochs
+        metrics["deviations"] = deviations_in_use(kind, fit.model.config.to_dict(),
+                                                  {"sampler": cfg.sampler, "epochs": cfg.epochs, "batch_size": cfg.batch_size})
         metrics["history"] = [{"epoch": h.epoch, "train_loss": round(h.train_loss, 5),
                                "val_loss": None if h.val_loss is None else round(h.val_loss, 5)} for h in fit.training.history]
         t0 = time.perf_counter()
