@@ -41,6 +41,8 @@ def train(
     neck: Annotated[str | None, typer.Option("--neck", help="ION: batchnorm (default) | none (the paper's exact head)")] = None,
     sca: Annotated[str | None, typer.Option(
         "--sca", help="ION: additive (default: the text re-orders the regions) | literal (eq. 6 as printed)")] = None,
+    region_drop: Annotated[float | None, typer.Option(
+        "--region-drop", help="share of training ads shown without regions (teaches phrase-only queries; 0 = the paper)")] = None,
     recipe: Annotated[str | None, typer.Option(
         "--recipe", help="adlens (default) | paper: every deviation from the paper off at once (explicit options still win)")] = None,
     detector: Annotated[str | None, typer.Option("--detector", help="auto | yolo | offline")] = None,
@@ -53,7 +55,8 @@ def train(
     from core.store import get_engine
 
     options = {k: v for k, v in {"epochs": epochs, "seed": seed, "k1": k1, "k2": k2, "margin": margin, "keyword_weight": rho,
-                                 "lr": lr, "neck": neck, "sca": sca, "recipe": recipe, "detector": detector}.items() if v is not None}
+                                 "lr": lr, "neck": neck, "sca": sca, "recipe": recipe, "region_drop": region_drop,
+                                 "detector": detector}.items() if v is not None}
     if model not in ("ion", "totyemb"):
         options = {"seed": seed}
     engine = get_engine()
@@ -117,6 +120,32 @@ def search(
     slim = {**result, "results": [{k2: r.get(k2) for k2 in ("rank", "ad_id", "distance", "category", "same_category", "text", "split")}
                                   for r in result["results"]]}
     emit(slim, as_json, "\n".join(lines))
+
+
+@app.command("query-eval")
+def query_eval(
+    run: Annotated[int | None, typer.Option("--run", help="model run id (default: newest finished ION run)")] = None,
+    k: Annotated[int, typer.Option("--k")] = 10,
+    uploads: Annotated[int, typer.Option("--uploads", help="test creatives re-uploaded (0: skip the upload check)")] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queries that are not catalogue ads: category phrases (same-category share of the top k) and uploaded copies of
+    test creatives (share whose top k keeps >= 9 of the catalogue ad's own)."""
+    from core.images import ImageError
+    from core.retrieval.queries import phrase_precision, upload_agreement
+
+    try:
+        with tqdm_progress(enabled=not as_json) as bar:
+            phrases = phrase_precision(run, k=k, progress=bar)
+            agreement = upload_agreement(run, k=k, limit=uploads, progress=bar) if uploads > 0 else None
+    except (ImageError, *_ERRORS) as exc:
+        fail(str(exc), as_json)
+    lines = [f"run {phrases['run']}: phrase queries ({phrases['phrases']}) same-category P@{k} = {_pct(phrases['precision'])} "
+             f"(seen {_pct(phrases['seen'])}, held-out {_pct(phrases['held_out'])})"]
+    if agreement:
+        lines.append(f"uploaded copies ({agreement['creatives']}): top {k} keeps >= {agreement['min_shared']} of the ad's own in "
+                     f"{_pct(agreement['agreement'])} (mean shared {agreement['mean_shared']})")
+    emit({"ok": True, "phrases": phrases, "uploads": agreement}, as_json, "\n".join(lines))
 
 
 @app.command()

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from core.embed.data import EmbedDataset, balanced_batches, sequential_batches
 from core.progress import ProgressFn, no_progress
@@ -64,6 +64,7 @@ class TrainConfig:
     device: str | None = None  # None: core.device.resolve_device() (ADLENS_DEVICE, auto = cuda > mps > cpu)
     weight_decay: float = 0.0
     grad_clip: float | None = None  # the paper clips nothing
+    region_drop: float = 0.0  # share of training ads shown without their regions in each batch (0: the paper)
 
     def __post_init__(self) -> None:
         if self.device is None:
@@ -76,6 +77,8 @@ class TrainConfig:
             raise ValueError(f"sampler must be 'balanced' or 'random', got {self.sampler!r}")
         if self.lr <= 0:
             raise ValueError("lr must be positive")
+        if not 0.0 <= self.region_drop < 1.0:
+            raise ValueError("region_drop must lie in [0, 1)")
 
 
 @dataclass
@@ -102,6 +105,20 @@ def _batches(ds: EmbedDataset, cfg: TrainConfig, seed: int) -> list[list[int]]:
         return balanced_batches(ds.labels, cfg.categories_per_batch, cfg.ads_per_category, seed)
     order = np.random.default_rng(seed).permutation(len(ds)).tolist()
     return [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+
+
+def drop_regions(batch: dict[str, Tensor], rate: float, generator: torch.Generator) -> Tensor:
+    """Hide all regions of a random ``rate`` share of the batch's ads (in place); -> the dropped rows [B] bool.
+
+    ION is queried with a phrase alone (no picture) on the Similar ads page; an ad without regions in
+    training teaches the text path to place such queries among the ads of their category.
+    """
+    dropped = torch.rand(len(batch["region_mask"]), generator=generator) < rate
+    dropped = dropped.to(batch["region_mask"].device)
+    batch["region_mask"] = batch["region_mask"] & ~dropped[:, None]
+    batch["region_conf"] = batch["region_conf"].masked_fill(dropped[:, None], 0.0)
+    batch["regions"] = batch["regions"].masked_fill(dropped[:, None, None], 0.0)
+    return dropped
 
 
 @torch.no_grad()
@@ -169,6 +186,7 @@ def train_model(
     if cfg.epochs is None:
         cfg.epochs = default_epochs(len(_batches(train, cfg, cfg.seed * 1000)))
     plans = [_batches(train, cfg, cfg.seed * 1000 + epoch) for epoch in range(1, cfg.epochs + 1)]
+    drop_gen = torch.Generator().manual_seed(cfg.seed)
     total_steps, step = sum(len(p) for p in plans), 0
     history: list[EpochLog] = []
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(model.state_dict())
@@ -181,7 +199,10 @@ def train_model(
             if should_stop is not None and should_stop():
                 cancelled = True
                 break
-            loss, parts = model.loss(train.batch(idx, cfg.device))
+            batch = train.batch(idx, cfg.device)
+            if cfg.region_drop > 0:
+                drop_regions(batch, cfg.region_drop, drop_gen)
+            loss, parts = model.loss(batch)
             if not torch.isfinite(loss):
                 raise ValueError(f"training diverged (loss {float(loss)}) in epoch {epoch}; try a lower learning rate")
             optimizer.zero_grad(set_to_none=True)

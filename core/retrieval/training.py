@@ -27,7 +27,7 @@ from core.store import get_engine
 
 MODEL_OPTIONS = ("k1", "k2", "margin", "keyword_weight", "d_model", "layers", "heads", "top_k", "max_words", "dropout", "neck", "text_norm",
                  "word_init", "sca", "region_norm")
-TRAIN_OPTIONS = ("epochs", "seed", "lr", "sampler", "batch_size", "detector", "recipe")
+TRAIN_OPTIONS = ("epochs", "seed", "lr", "sampler", "batch_size", "region_drop", "detector", "recipe")
 
 
 def _stage(progress: ProgressFn, start: float, span: float) -> ProgressFn:
@@ -118,10 +118,11 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
         model_options = {**recipe_model, **{k: options[k] for k in MODEL_OPTIONS if k in options}}  # explicit options win
         if ablate:
             model_options["ablate"] = frozenset(ablate)
-        train_options = {"sampler": "random", "batch_size": 32, **recipe_train,
-                         **{k: options[k] for k in ("epochs", "sampler", "batch_size") if k in options}}
+        train_options = {"sampler": "random", "batch_size": 32, "region_drop": 0.0, **recipe_train,
+                         **{k: options[k] for k in ("epochs", "sampler", "batch_size", "region_drop") if k in options}}
         cfg = TrainConfig(epochs=train_options.get("epochs"), seed=int(options.get("seed", 0)), lr=float(options.get("lr", 1e-3)),
-                          sampler=train_options["sampler"], batch_size=int(train_options["batch_size"]))
+                          sampler=train_options["sampler"], batch_size=int(train_options["batch_size"]),
+                          region_drop=float(train_options["region_drop"]))
         t0 = time.perf_counter()
         fit = fit_and_evaluate(kind, [cat.texts[i] for i in labelled], [feats[i] for i in labelled], [confs[i] for i in labelled],
                                cat.labels[labelled].tolist(), split, model_options=model_options, train_config=cfg,
@@ -135,7 +136,8 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
         metrics["best_epoch"] = fit.training.best_epoch
         metrics["epochs"] = cfg.epochs
         metrics["deviations"] = deviations_in_use(kind, fit.model.config.to_dict(),
-                                                  {"sampler": cfg.sampler, "epochs": cfg.epochs, "batch_size": cfg.batch_size})
+                                                  {"sampler": cfg.sampler, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+                                                   "region_drop": cfg.region_drop})
         metrics["history"] = [{"epoch": h.epoch, "train_loss": round(h.train_loss, 5),
                                "val_loss": None if h.val_loss is None else round(h.val_loss, 5)} for h in fit.training.history]
         t0 = time.perf_counter()

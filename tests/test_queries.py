@@ -1,0 +1,71 @@
+"""Queries that are not catalogue ads: phrases alone and uploaded creatives; ads without regions in training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from retrieval_world import world
+
+from core.embed.train import TrainConfig, drop_regions
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_drop_regions_hides_whole_ads_at_the_asked_rate():
+    gen = torch.Generator().manual_seed(0)
+    n = 4000
+    batch = {"regions": torch.ones(n, 3, 2), "region_mask": torch.ones(n, 3, dtype=torch.bool), "region_conf": torch.ones(n, 3)}
+    dropped = drop_regions(batch, 0.25, gen)
+    assert abs(float(dropped.float().mean()) - 0.25) < 0.03
+    assert not batch["region_mask"][dropped].any() and batch["region_mask"][~dropped].all()
+    assert float(batch["regions"][dropped].abs().sum()) == 0.0 and float(batch["region_conf"][dropped].sum()) == 0.0
+    assert float(batch["regions"][~dropped].sum()) == (~dropped).sum() * 6
+    with pytest.raises(ValueError, match="region_drop"):
+        TrainConfig(region_drop=1.0, device="cpu")
+
+
+@pytest.fixture
+def w(tmp_path_factory, monkeypatch):
+    return world(tmp_path_factory.getbasetemp(), monkeypatch)
+
+
+def test_category_phrases_are_names_and_their_own_keywords(w):
+    from core.retrieval.queries import category_phrases
+    from core.store import Category, get_engine, session_scope
+
+    engine = get_engine()
+    phrases = dict(category_phrases(engine))
+    with session_scope(engine) as s:
+        cats = {c.id: (c.name.lower(), [k.lower() for k in (c.meta or {}).get("keywords", [])]) for c in s.query(Category)}
+    assert {name for name, _ in cats.values()} <= set(phrases)
+    shared = {k for _, kws in cats.values() for k in kws if sum(k in other for _, other in cats.values()) > 1}
+    assert not shared & (set(phrases) - {name for name, _ in cats.values()})  # a keyword of two categories is no phrase
+    for phrase, cid in phrases.items():
+        assert phrase == cats[cid][0] or phrase in cats[cid][1]
+
+
+def test_phrase_and_upload_checks_on_a_trained_run(w):
+    from core.retrieval.queries import phrase_precision, upload_agreement
+
+    phrases = phrase_precision(w["ion"], k=10)
+    assert phrases["phrases"] > 10 and 0.0 <= phrases["precision"] <= 1.0
+    shares = [r["share"] for r in phrases["worst"]]
+    assert shares == sorted(shares)
+    uploads = upload_agreement(w["ion"], k=10, limit=8)
+    # a creative uploaded again is detected and embedded exactly as the catalogue ad was: the same top 10
+    assert uploads["creatives"] == 8 and uploads["agreement"] == 1.0 and uploads["mean_shared"] == 10.0
+
+
+def test_query_eval_cli_prints_one_json_object(w):
+    from core.retrieval.queries import phrase_precision
+
+    out = subprocess.run([sys.executable, "-m", "core", "query-eval", "--run", str(w["ion"]), "--uploads", "0", "--json"],
+                         capture_output=True, text=True, env=w["env"], timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    data = json.loads(out.stdout)
+    assert data["ok"] and data["uploads"] is None
+    assert data["phrases"]["precision"] == phrase_precision(w["ion"], k=10)["precision"]
