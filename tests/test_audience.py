@@ -143,6 +143,9 @@ def test_no_test_user_leaks_and_expanded_positives_are_the_retrieved_ads_clicker
 
 
 def test_oracle_expansion_raises_auc_and_ctr_random_does_not(world):
+    """Means over 4 packages and 2 seeds. Over every pair of consecutive seeds in 0-9 (XGBoost on 1 or 2 threads gave
+    identical figures): oracle AUC - initial 0.041-0.102 (mean 0.067), random AUC - initial -0.110 to -0.022, oracle
+    AUC - random 0.120-0.153, oracle CTR / initial 1.27-1.64; positives x9.8-9.9."""
     engine, info = world
     rows = {}
     for seed in (0, 1):
@@ -154,7 +157,8 @@ def test_oracle_expansion_raises_auc_and_ctr_random_does_not(world):
             rows.setdefault(r["model"], []).append(r)
     mean = {k: (np.mean([r["auc"] for r in v]), np.mean([r["ctr"] for r in v])) for k, v in rows.items()}
     auc0, ctr0 = mean["initial"]
-    assert mean["expanded: oracle"][0] > auc0 + 0.03, mean
+    assert mean["expanded: oracle"][0] > auc0 + 0.015, mean
+    assert mean["expanded: oracle"][0] > mean["expanded: random"][0] + 0.06, mean  # against a baseline run in the same test
     assert mean["expanded: random"][0] < auc0 + 0.01, mean
     assert mean["expanded: oracle"][1] > ctr0 * 1.15, mean
     assert rows["expanded: oracle"][0]["positives"] > 4 * rows["initial"][0]["positives"]

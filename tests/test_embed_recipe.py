@@ -115,7 +115,8 @@ def test_batch_hard_training_collapses_without_the_neck_and_not_with_it():
         train_model(model, ds, None, TrainConfig(epochs=3, lr=1e-3, seed=0, device="cpu"))
         vectors = embed(model, ds)
         spread[neck] = float(np.linalg.norm(vectors[:, None] - vectors[None], axis=-1).mean())
-    assert spread["none"] < 0.01  # collapsed: mean distance between unit vectors ~0
+    # seeds 0-4 x torch threads 1, 2 x AVX-512 / AVX2 kernels: none 0.003-0.005, batchnorm 1.388-1.396 (with lr 0: none 0.17)
+    assert spread["none"] < 0.02  # collapsed: mean distance between unit vectors ~0
     assert spread["batchnorm"] > 0.3
 
 

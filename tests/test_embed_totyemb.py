@@ -76,11 +76,17 @@ def test_unseen_categories_are_ignored_by_the_classifier_loss():
 
 
 def test_training_reduces_the_classification_loss():
+    """Training seeds 0-4 x torch threads 1, 2 x AVX-512 / AVX2 kernels: every epoch's loss >= 2.1 % below the last,
+    final / first 0.58-0.67 (0.85-0.92 on shuffled labels), training accuracy +0.40-0.70; P@4 on the training ads
+    0.88-1.0 against 0.27-0.57 before training (0.23-0.64 after training on shuffled labels)."""
     ds, vocab = synthetic_dataset(region_dim=D_R)
     model = make(vocab=len(vocab), classes=sorted(set(ds.labels.tolist())), max_words=12)
+    before = hit_precision_at_k(embed(model, ds), ds.labels.numpy(), k_max=4)
     result = train_model(model, ds, None, TrainConfig(epochs=10, lr=3e-3, batch_size=10, sampler="random", seed=0))
     losses = [h.train_loss for h in result.history]
     assert all(b < a for a, b in pairwise(losses))
     assert losses[-1] < 0.75 * losses[0]
     assert result.history[-1].parts["accuracy"] > result.history[0].parts["accuracy"] + 0.3
-    assert hit_precision_at_k(embed(model, ds), ds.labels.numpy(), k_max=1)[0] >= 0.9
+    after = hit_precision_at_k(embed(model, ds), ds.labels.numpy(), k_max=4)
+    assert after[3] >= before[3] + 0.25, (before, after)
+    assert after[3] >= 0.75, after  # a random ranking: 4 same-category ads among 29, P@4 = 0.14

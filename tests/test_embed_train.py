@@ -28,20 +28,32 @@ FAST = dict(categories_per_batch=6, ads_per_category=5)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread (tests/conftest.py)
 
 
+def new_ads(vocab):
+    """New ads of the 6 training categories and of 2 categories never trained on (4 of each)."""
+    texts, feats, confs, labels = synthetic_catalog(n_categories=8, per_category=4, seed=7)
+    return build_dataset(texts, feats, confs, labels, vocab, k1=8, max_words=12)
+
+
 @pytest.fixture(scope="module")
 def trained(one_torch_thread):
+    """One tiny ION and, as the baseline, the same model before training (its P@k on the training and the new ads)."""
     ds, vocab = synthetic_dataset()  # 6 categories x 5 ads
     model = tiny_ion(len(vocab))
     before = hit_precision_at_k(embed(model, ds), ds.labels.numpy(), k_max=4)
+    test = new_ads(vocab)
+    before_new = seen_unseen_precision(embed(model, test), test.labels.numpy(), ds.labels.tolist(), k_max=3)
     result = train_model(model, ds, None, TrainConfig(epochs=30, **FAST))
-    return model, ds, vocab, before, result
+    return model, ds, vocab, (before, before_new), result
 
 
 def test_tiny_ion_overfits_a_tiny_catalog(trained):
-    model, ds, _, before, result = trained
+    """Training seeds 0-4 x torch threads 1, 2 x AVX-512 / AVX2 kernels: P@1 = P@4 = 1.0 in every run (closest
+    other-category ad 0.14-0.38 farther than the farthest same-category one); untrained P@4 0.30-0.63; final / first
+    training loss 0.022-0.039. Trained on shuffled labels: P@4 0.07-0.18 against the true ones."""
+    model, ds, _, (before, _), result = trained
     after = hit_precision_at_k(embed(model, ds), ds.labels.numpy(), k_max=4)
-    assert after[0] == 1.0 and after[3] == 1.0
-    assert before[3] < 0.9
+    assert after[0] >= 0.95 and after[3] >= 0.95, after
+    assert after[3] >= before[3] + 0.25, (before, after)
     assert result.history[-1].train_loss < 0.5 * result.history[0].train_loss
 
 
@@ -126,13 +138,17 @@ def test_checkpoint_round_trip_gives_identical_embeddings(tmp_path):
 
 
 def test_seen_and_unseen_categories_after_training(trained):
-    """Trained on 6 categories, tested on new ads of those plus 2 held-out ones: both splits are reported."""
-    model, train_ds, vocab, _, _ = trained
-    texts, feats, confs, labels = synthetic_catalog(n_categories=8, per_category=4, seed=7)
-    test = build_dataset(texts, feats, confs, labels, vocab, k1=8, max_words=12)
+    """Trained on 6 categories, tested on new ads of those plus 2 held-out ones: both splits are reported.
+
+    Seen P@3 (24 queries, 3 same-category ads each among 31) over training seeds 0-4 x torch threads 1, 2 x
+    AVX-512 / AVX2 kernels: 0.90-1.0 trained, 0.26-0.63 untrained, 0.19-0.40 trained on shuffled labels;
+    trained - untrained >= 0.36."""
+    model, train_ds, vocab, (_, before), _ = trained
+    test = new_ads(vocab)
     split = seen_unseen_precision(embed(model, test), test.labels.numpy(), train_ds.labels.tolist(), k_max=3)
     assert split["n_seen"] == 24 and split["n_unseen"] == 8
-    assert split["seen"][0] >= 0.9
+    assert split["seen"][2] >= before["seen"][2] + 0.25, (before["seen"], split["seen"])
+    assert split["seen"][2] >= 0.8, split["seen"]  # a random ranking: 3 same-category ads among 31, P@3 = 0.1
     assert 0.0 <= split["unseen"][0] <= 1.0
 
 

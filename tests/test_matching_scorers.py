@@ -100,7 +100,7 @@ def test_lxmert_forward_training_attention_and_roundtrip(data, tmp_path):
     fit = scorer.fit(triples, creatives, FitConfig(epochs=6, batch_size=12, lr=3e-4, seed=SEED))
     after = scorer.mean_loss(triples, creatives)
     # over seeds 0-4: before 0.65-1.27, after within 0.02 of the base-rate loss 0.637 (and always below before)
-    assert after < before and after < _base_rate_loss(triples) + 0.03, (before, after, fit)
+    assert after < before and after < _base_rate_loss(triples) + 0.05, (before, after, fit)
     assert fit["steps"] == 18 and len(fit["epoch_loss"]) == 6
     att = scorer.cross_attention("apples", creatives["c0-0"])
     weights = np.array(att["weights"])
@@ -146,6 +146,7 @@ def test_early_fusion_forward_and_training(data):
     scorer.fit(triples, creatives, FitConfig(epochs=30, batch_size=12, lr=3e-3, seed=SEED))
     after = scorer.mean_loss(triples, creatives)
     assert after < before - 0.1, (before, after)
+    assert _trained_auc(scorer, creatives, triples) > 0.9  # seeds 0-4: 1.0; shuffled labels 0.52-0.58
 
 
 def test_ion_scorer_text_only_phrase_and_platt(data, tmp_path):
