@@ -28,6 +28,7 @@ MAIN = (
     Experiment("ToTYEmb", "totyemb"),
     Experiment("text-only (MiniLM)", "text"),
     Experiment("image-only (EfficientNet-Lite0)", "image"),
+    Experiment("image-only over regions (EfficientNet-Lite0 descriptors of the most confident box)", "image-regions"),
     Experiment("concatenation", "concat"),
     Experiment("ION w/o KSG", "ion", ("ksg",)),
     Experiment("ION w/o SCA", "ion", ("sca",)),

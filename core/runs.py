@@ -25,7 +25,7 @@ from core.progress import ProgressFn
 from core.store import ModelRun, get_engine, session_scope
 from core.store.models import utcnow
 
-RUN_KINDS = ("ion", "totyemb", "text", "image", "concat")  # embedding runs: what list_runs shows by default
+RUN_KINDS = ("ion", "totyemb", "text", "image", "concat", "image-regions")  # embedding runs: what list_runs shows by default
 MATCHER_PREFIX = "matcher-"  # relevance scorers of core.matching: matcher-<scorer>, and matcher-eval for their evaluations
 DETECTOR_KIND = "detector"  # region detectors trained by core.regions.train
 STATUSES = ("created", "running", "cancelling", "done", "failed", "cancelled")

@@ -158,7 +158,8 @@ def test_extract_and_eval_commands(home, engine, yolo_pt, monkeypatch):
     assert (again["computed"], again["cached"]) == (1, 2)
     report = json.loads(_invoke("regions-eval", "--detector", "yolo", "--json").stdout)
     # the untrained model finds nothing above the default confidence: no hit before or after
-    assert report["ads"] == 1 and (report["top1_before"], report["top1_after"], report["hit_in_k1"]) == (0, 0, 0)
+    assert report["ads"] == 1 and (report["top1_before_n"], report["top1_after_n"], report["hit_in_k1"]) == (0, 0, 0)
+    assert (report["top1_before"], report["top1_after"], report["recall_at_k1"]) == (0.0, 0.0, 0.0)
     assert report["extraction"]["computed"] == 0  # served from the cache filled by `extract`
     assert _invoke("extract", "--limit", "-1", "--json").exit_code == 2
     bad_split = _invoke("regions-eval", "--split", "holdout", "--json")

@@ -67,9 +67,11 @@ def extract(
     limit: Annotated[int | None, typer.Option("--limit", help="only the first N ads (by id)")] = None,
     weights: Annotated[str | None, typer.Option("--weights", help="YOLO weights: local .pt/.onnx or a standard name")] = None,
     no_ocr: Annotated[bool, typer.Option("--no-ocr", help="skip OCR")] = False,
+    descriptors: Annotated[str, typer.Option("--descriptors", help="region features: none (the detector's own) | effl0 (ImageNet "
+                                                                   "EfficientNet-Lite0 per box) | concat (both)")] = "none",
     as_json: JsonOpt = False,
 ) -> None:
-    """Extract regions (boxes, features, OCR) for every catalog image; cached by image hash + detector."""
+    """Extract regions (boxes, features, OCR) for every catalog image; cached by image hash + detector (+ descriptors)."""
     from core.regions.base import DetectorError
     from core.regions.extract import extract_catalog
 
@@ -77,7 +79,7 @@ def extract(
         fail("--limit must be >= 0", as_json)
     try:
         with tqdm_progress(enabled=not as_json) as progress:
-            result = extract_catalog(detector, limit=limit, weights=weights, ocr=not no_ocr, progress=progress)
+            result = extract_catalog(detector, limit=limit, weights=weights, ocr=not no_ocr, progress=progress, descriptors=descriptors)
     except (DetectorError, ValueError, RuntimeError) as exc:
         fail(str(exc), as_json)
     emit(result, as_json, f"{result['backend']} ({result['reason']}): {result['computed']} computed, {result['cached']} cached, "
@@ -115,3 +117,30 @@ def regions_eval(
     if not as_json:
         report = {k: v for k, v in report.items() if k != "per_ad"}
     emit(report, as_json)
+
+
+@app.command("regions-baseline")
+def regions_baseline(
+    detector: DetectorOpt = None,
+    pool: Annotated[str, typer.Option("--pool", help="top1 (the most confident box) | mean (confidence-weighted, top 5) | "
+                                                     "smallest (the smallest confident box: a small-product prior)")] = "top1",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Image-only baseline over region descriptors: Hit P@k seen / unseen on the test split (regions cached)."""
+    from core.embed.baselines import REGION_POOLS
+    from core.errors import RetrievalError
+    from core.regions.base import DetectorError
+    from core.retrieval.models import region_image_baseline_report
+    from core.store import get_engine
+
+    if pool not in REGION_POOLS:
+        fail(f"--pool must be one of {', '.join(REGION_POOLS)}", as_json)
+    try:
+        with tqdm_progress(enabled=not as_json) as progress:
+            report = region_image_baseline_report(get_engine(), detector, how=pool, seed=seed, progress=progress)
+    except (DetectorError, RetrievalError, ValueError, RuntimeError) as exc:
+        fail(str(exc), as_json)
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    emit(report, as_json, f"image-only over region descriptors ({pool}, {report['backend']}): seen P@1 {pct(report['seen'][0])}  "
+                          f"unseen P@1 {pct(report['unseen'][0])}  (chance {report['chance']})")

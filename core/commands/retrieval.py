@@ -28,7 +28,7 @@ def _table(rows: list[dict]) -> str:
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option("--model", help="ion | totyemb | text | image | concat")] = "ion",
+    model: Annotated[str, typer.Option("--model", help="ion | totyemb | text | image | image-regions | concat")] = "ion",
     ablate: Annotated[str, typer.Option("--ablate", help="comma list: ksg,sca,dfa (ION) or pointer,image (ToTYEmb)")] = "",
     epochs: Annotated[int | None, typer.Option(
         "--epochs", help="default: the paper's 30, more on small catalogs (at least 4,000 steps, at most 100 epochs)")] = None,
@@ -58,7 +58,7 @@ def train(
                                  "lr": lr, "neck": neck, "sca": sca, "recipe": recipe, "region_drop": region_drop,
                                  "detector": detector}.items() if v is not None}
     if model not in ("ion", "totyemb"):
-        options = {"seed": seed}
+        options = {k: v for k, v in {"seed": seed, "detector": detector}.items() if v is not None}
     engine = get_engine()
     try:
         with tqdm_progress(enabled=not as_json) as bar:

@@ -75,5 +75,8 @@ def analyze_creative(image: Image.Image, text: str, *, detector: str | None = No
     start = time.perf_counter()
     sca = rerank(dets, text, k1=k1, k2=k2, scorer=scorer, extra_words=ocr_words(lines))
     timing["clues_s"] = round(time.perf_counter() - start, 4)
-    return CreativeRegions(detections=dets, sca=sca, ocr=lines, backend=choice.backend, detector=choice.detector.version,
-                           device=choice.device_reason, reason=choice.reason, timing=timing, text_keywords=keywords(text))
+    backend, reason = choice.backend, choice.reason
+    if dets.meta.get("fallback"):  # the auto detector handed this image to the offline detector
+        backend, reason = dets.backend, f"{reason}. This image: {dets.meta.get('reason', 'offline fallback')}"
+    return CreativeRegions(detections=dets, sca=sca, ocr=lines, backend=backend, detector=choice.detector.version,
+                           device=choice.device_reason, reason=reason, timing=timing, text_keywords=keywords(text))

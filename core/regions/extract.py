@@ -20,13 +20,51 @@ from core.images import ImageError, load_image
 from core.progress import ProgressFn, no_progress
 from core.regions.base import DetectionResult, Detector, box_iou
 from core.regions.clues import ClueScorer, rerank
+from core.regions.describe import RegionDescriber
 from core.regions.ocr import ocr_words, read_text
 from core.regions.registry import get_detector
 from core.store import Ad, Region, RegionSet, get_engine, session_scope
 
+DESCRIPTOR_CHOICES = ("none", "effl0", "concat")
 
-def detector_key(detector: Detector, conf: float, iou: float, max_det: int) -> str:
-    return f"{detector.version}|conf={conf:g}|iou={iou:g}|max={max_det}"
+
+def detector_key(detector: Detector, conf: float, iou: float, max_det: int, describer: RegionDescriber | None = None,
+                 descriptors: str = "none") -> str:
+    """The cache key of a detector's regions; with descriptors, their mode and version too (``|desc=...``)."""
+    key = f"{detector.version}|conf={conf:g}|iou={iou:g}|max={max_det}"
+    if describer is not None and descriptors != "none":
+        key += f"|desc={descriptors}:{describer.version}"
+    return key
+
+
+def resolve_descriptors(descriptors: str | None, device: str = "cpu") -> tuple[str, RegionDescriber | None]:
+    """(mode, describer) for ``descriptors``: none (the detector's own features), effl0 (ImageNet EfficientNet-Lite0
+    descriptor of each box, :mod:`core.regions.describe`) or concat ([descriptor; detector features], each L2-normalised)."""
+    mode = (descriptors or "none").lower()
+    if mode not in DESCRIPTOR_CHOICES:
+        raise ValueError(f"unknown descriptors {descriptors!r}: choose {', '.join(DESCRIPTOR_CHOICES)}")
+    if mode == "none":
+        return mode, None
+    from core.regions.describe import get_describer
+
+    return mode, get_describer(device)
+
+
+def with_descriptors(results: list[DetectionResult], images: list, describer: RegionDescriber, mode: str) -> list[DetectionResult]:
+    """The detections with their features replaced by (effl0) or joined to (concat) the boxes' descriptors."""
+    descs = describer.describe(images, [r.boxes for r in results])
+    out = []
+    for res, desc in zip(results, descs, strict=True):
+        feats = desc
+        if mode == "concat":
+            own = np.asarray(res.features, np.float32).reshape(len(res), -1)
+            own = own / np.maximum(np.linalg.norm(own, axis=1, keepdims=True), 1e-9)
+            feats = np.concatenate([desc, own], 1) / np.sqrt(2.0)
+        new = res.subset(np.arange(len(res)))
+        new.features = feats.astype(np.float32).reshape(len(res), -1)
+        new.meta["descriptors"] = f"{mode}:{describer.version}"
+        out.append(new)
+    return out
 
 
 def _features_key(image_hash: str, key: str) -> str:
@@ -46,10 +84,14 @@ def _store(session, image_hash: str, key: str, result: DetectionResult, ocr: lis
 def extract_catalog(detector: str | Detector | None = None, *, limit: int | None = None, ad_ids: list[str] | None = None,
                     batch_size: int = 8, ocr: bool = True, conf: float = 0.05, iou: float = 0.5, max_det: int = 50,
                     weights: str | None = None, device: str | None = None, progress: ProgressFn | None = None,
-                    engine: Engine | None = None) -> dict[str, Any]:
+                    engine: Engine | None = None, descriptors: str | None = None,
+                    describer: RegionDescriber | None = None) -> dict[str, Any]:
     """Detect (and OCR) every catalog image not yet cached for this detector; returns what was done.
 
     ``detector`` is a backend name (auto|yolo|offline, default settings.detector) or a built Detector.
+    ``descriptors``: none (default: the detector's own features), effl0 or concat (see :func:`resolve_descriptors`;
+    ``describer`` overrides the default describer); the cache key then names the descriptor version, and
+    ``seconds_detect`` / ``seconds_describe`` split the time.
     """
     progress = progress or no_progress
     engine = engine or get_engine()
@@ -59,7 +101,9 @@ def extract_catalog(detector: str | Detector | None = None, *, limit: int | None
         det, backend, reason, dev = choice.detector, choice.backend, choice.reason, choice.device_reason
     else:
         det, backend, reason, dev = detector, detector.backend, "given", detector.device
-    key = detector_key(det, conf, iou, max_det)
+    mode, default_describer = resolve_descriptors(descriptors, det.device)
+    describer = (describer or default_describer) if mode != "none" else None
+    key = detector_key(det, conf, iou, max_det, describer, mode)
     with session_scope(engine) as s:
         query = select(Ad.id, Ad.image_hash, Ad.image_path).order_by(Ad.id)
         if ad_ids is not None:
@@ -74,6 +118,7 @@ def extract_catalog(detector: str | Detector | None = None, *, limit: int | None
                                                                    RegionSet.image_hash.in_(list(images)))))
     todo = [h for h in images if h not in cached]
     computed, failed = 0, []
+    seconds_detect = seconds_describe = 0.0
     progress(0, len(todo), f"regions: {len(cached)} cached, {len(todo)} to detect")
     for start in range(0, len(todo), batch_size):
         chunk = todo[start: start + batch_size]
@@ -83,7 +128,13 @@ def extract_catalog(detector: str | Detector | None = None, *, limit: int | None
                 loaded.append((image_hash, load_image(resolve(images[image_hash])).image))
             except ImageError as exc:
                 failed.append({"image_hash": image_hash, "error": str(exc)})
+        t0 = time.perf_counter()
         results = det.detect([img for _, img in loaded], conf=conf, iou=iou, max_det=max_det) if loaded else []
+        t1 = time.perf_counter()
+        seconds_detect += t1 - t0
+        if describer is not None and results:
+            results = with_descriptors(results, [img for _, img in loaded], describer, mode)
+            seconds_describe += time.perf_counter() - t1
         with session_scope(engine) as s:
             for (image_hash, img), result in zip(loaded, results, strict=True):
                 lines = [line.to_dict() for line in read_text(img)] if ocr else []
@@ -93,7 +144,9 @@ def extract_catalog(detector: str | Detector | None = None, *, limit: int | None
     return {
         "ok": True, "detector": det.version, "key": key, "backend": backend, "device": dev, "reason": reason,
         "ads": len(rows), "images": len(images), "computed": computed, "cached": len(cached), "failed": failed,
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": round(time.perf_counter() - started, 3), "seconds_detect": round(seconds_detect, 3),
+        "seconds_describe": round(seconds_describe, 3), "descriptors": mode if describer is not None else "none",
+        "describer": describer.version if describer is not None else None,
     }
 
 
@@ -127,7 +180,10 @@ def product_box_rank_report(engine: Engine | None = None, detector: str | Detect
                             ocr: bool = True, split: str | None = None, progress: ProgressFn | None = None) -> dict[str, Any]:
     """How often the ground-truth product box (Ad.truth["product_box"]) is ranked first before vs after SCA.
 
-    A region is a hit when its IoU with the product box is >= ``iou_hit``. Before = detector
+    A region is a hit when its IoU with the product box is >= ``iou_hit``. ``recall_at_k1``: the fraction
+    of creatives whose product box is among the ``k1`` most confident boxes (``hit_in_k1`` of ``ads``);
+    ``top1_after``: the fraction of creatives whose product box is ranked first after the clues
+    (``top1_after_n``: how many). Before = detector
     confidence order; after = clue-score order of the top ``k1``. Regions come from the cache
     (extracted first where missing). ``split``: only the ads of that split (train / val / test); ``ocr=False``: the
     clue words are the ad text alone (a trained ION scorer reads no OCR words).
@@ -167,8 +223,9 @@ def product_box_rank_report(engine: Engine | None = None, detector: str | Detect
     return {
         "ok": True, "ads": n, "detector": extraction["detector"], "backend": extraction["backend"], "reason": extraction["reason"],
         "k1": k1, "k2": k2, "iou_hit": iou_hit, "split": split or "all", "scorer": getattr(scorer, "name", "zero-shot (MiniLM)"),
-        "top1_before": int(before), "top1_after": int(after),
-        "top1_rate_before": round(before / n, 4) if n else None, "top1_rate_after": round(after / n, 4) if n else None,
+        "recall_at_k1": round(in_k1 / n, 4) if n else None,
+        "top1_before": round(before / n, 4) if n else None, "top1_after": round(after / n, 4) if n else None,
+        "top1_before_n": int(before), "top1_after_n": int(after),
         "hit_in_k1": int(in_k1), "hit_in_k2_before": int(kept_before), "hit_in_k2_after": int(kept_after),
         "mean_hit_rank_before": round(float(np.mean(ranks_before)), 3) if ranks_before else None,
         "mean_hit_rank_after": round(float(np.mean(ranks_after)), 3) if ranks_after else None,

@@ -51,15 +51,26 @@ def choose_backend(requested: str | None = None, weights: str | None = None) -> 
         return "yolo", f"auto: YOLO weights found at {local}"
     trained = trained_weights(weights)
     if trained is not None:
-        return "yolo", f"auto: detector trained on this catalog found at {trained} (python -m core train-detector)"
+        return "yolo", (f"auto: detector trained on this catalog found at {trained} (python -m core train-detector); "
+                        f"images where its best box scores under {FALLBACK_CONFIDENCE:g} (e.g. photographs unlike the catalog) "
+                        "go to the offline detector")
     offline, why = network_status()
     if not offline:
         return "yolo", f"auto: network available ({why}), Ultralytics fetches {weights}"
     return "offline", f"auto: no YOLO weights '{weights}' on this machine and no network ({why}); ImageNet EfficientNet-Lite0 proposals"
 
 
+FALLBACK_CONFIDENCE = 0.5  # the trained detector's objects on its own catalog score 0.7-0.9; under this it saw nothing it knows
+
+
 @lru_cache(maxsize=4)
 def _build(backend: str, weights: str, device: str) -> Detector:
+    if backend == "trained":  # the catalog's own detector, with the offline detector as its per-image fallback
+        from core.regions.describe import get_describer
+        from core.regions.fallback import FallbackDetector
+
+        return FallbackDetector(_build("yolo", weights, device), _build("offline", "", device), get_describer(device),
+                                min_confidence=FALLBACK_CONFIDENCE)
     if backend == "yolo":
         from core.offline import is_offline
         from core.regions.yolo import YoloDetector
@@ -78,13 +89,14 @@ def get_detector(requested: str | None = None, *, weights: str | None = None, de
     info = resolve_device(device)
     weights = weights or get_settings().yolo_weights
     backend, reason = choose_backend(requested, weights)
+    build = backend
     if backend == "yolo" and (requested or get_settings().detector) == "auto":
         from core.regions.yolo import find_local_weights
 
-        if find_local_weights(weights) is None:
-            weights = trained_weights(weights) or weights
+        if find_local_weights(weights) is None and trained_weights(weights) is not None:
+            weights, build = trained_weights(weights), "trained"
     try:
-        detector = _build(backend, weights if backend == "yolo" else "", info.name)
+        detector = _build(build, weights if backend == "yolo" else "", info.name)
     except DetectorError as exc:
         if (requested or get_settings().detector) != "auto" or backend != "yolo":
             raise

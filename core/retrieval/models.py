@@ -20,7 +20,9 @@ from core.retrieval.catalog import CatalogAds, load_ad_images
 from core.retrieval.regions import empty_regions, region_arrays
 
 TRAINED_KINDS = ("ion", "totyemb")
-BASELINE_KINDS = ("text", "image", "concat")
+REGION_IMAGE_KIND = "image-regions"  # image-only over region descriptors (core.embed.baselines.region_pool)
+BASELINE_KINDS = ("text", "image", "concat", REGION_IMAGE_KIND)
+REGION_POOL = "top1"  # core.embed.baselines.region_pool: the most confident box's descriptor
 
 
 @lru_cache(maxsize=4)
@@ -42,14 +44,21 @@ def load_model(run: dict[str, Any]):
 
 def baseline_vectors(kind: str, texts: Sequence[str], images: Callable[[], Sequence[Image.Image]] | Sequence[Image.Image] | None,
                      progress: ProgressFn = no_progress) -> np.ndarray:
-    """Offline baseline vectors: text (MiniLM) [N, 384], image (EfficientNet-Lite0) [N, 1280], concat [N, 1664].
+    """Offline baseline vectors: text (MiniLM) [N, 384], image (EfficientNet-Lite0) [N, 1280], concat [N, 1664],
+    image-regions (pooled region descriptors of the detected boxes, core.embed.baselines.region_pool) [N, 1280].
 
     ``images`` may be a callable loading them (only called when the kind needs them) or None (no image:
     zeros on the image side of concat; an error for the image baseline).
     """
-    from core.embed.baselines import IMAGE_DIM, TEXT_DIM, concat_fusion, image_embeddings, text_embeddings
+    from core.embed.baselines import IMAGE_DIM, TEXT_DIM, concat_fusion, image_embeddings, region_pool, text_embeddings
 
     n = len(texts)
+    if kind == REGION_IMAGE_KIND:
+        imgs = images() if callable(images) else images
+        if imgs is None:
+            raise RetrievalError("the image-only (regions) model needs an image to search with")
+        regs = region_reads.described_regions_for_images(list(imgs), progress=progress)
+        return region_pool([r.features for r in regs], [r.confidences for r in regs], how=REGION_POOL, boxes=[r.boxes for r in regs])
     text_v = image_v = None
     if kind in ("text", "concat"):
         text_v = text_embeddings(list(texts), progress=progress) if any(t.strip() for t in texts) else np.zeros((n, TEXT_DIM), np.float32)
@@ -72,6 +81,8 @@ def baseline_vectors(kind: str, texts: Sequence[str], images: Callable[[], Seque
 
 def embed_catalog_rows(run: dict[str, Any], cat: CatalogAds, engine: Engine, progress: ProgressFn) -> np.ndarray:
     """Vectors [N, d] of the given catalog ads with a run's model."""
+    if run["kind"] == REGION_IMAGE_KIND:
+        return region_image_catalog_vectors(cat, engine, progress=progress)
     if run["kind"] in BASELINE_KINDS:
         return baseline_vectors(run["kind"], cat.texts, lambda: load_ad_images(cat.image_paths), progress)
     from core.embed.pipeline import embed_ads
@@ -85,6 +96,20 @@ def embed_catalog_rows(run: dict[str, Any], cat: CatalogAds, engine: Engine, pro
                              "train a new run for this detector")
     feats, confs = region_arrays(cat, regions, ckpt.model.config.region_dim)
     return embed_ads(ckpt.model, ckpt.vocab, cat.texts, feats, confs, device="cpu", progress=progress)
+
+
+def region_image_catalog_vectors(cat: CatalogAds, engine: Engine, detector: str | None = None, *, how: str = REGION_POOL,
+                                 progress: ProgressFn = no_progress) -> np.ndarray:
+    """Image-only baseline over region descriptors of catalog ads, from the region cache (extracted where missing)."""
+    from core.embed.baselines import IMAGE_DIM, region_pool
+    from core.regions.registry import get_detector
+
+    mode = region_reads.region_descriptor_mode(get_detector(detector).detector)
+    _key, _dim, regions = region_reads.regions_for_ads(cat.ids, cat.image_hashes, detector, engine=engine, progress=progress,
+                                                       descriptors=mode)
+    feats, confs = region_arrays(cat, regions, IMAGE_DIM)
+    boxes = [(regions.get(h) or region_reads.empty_regions(IMAGE_DIM)).boxes for h in cat.image_hashes]
+    return region_pool(feats, confs, how=how, boxes=boxes)
 
 
 def clue_scorer(run: dict[str, Any]):
@@ -121,3 +146,29 @@ def embed_query(run: dict[str, Any], *, text: str = "", image: Image.Image | Non
     if reg.features.shape[1] != dim:
         raise RetrievalError(f"the detector gives {reg.features.shape[1]}-d region features, the model expects {dim}-d")
     return embed_ads(ckpt.model, ckpt.vocab, [text], [reg.features], [reg.confidences], device="cpu")
+
+
+def region_image_baseline_report(engine: Engine, detector: str | None = None, *, how: str = REGION_POOL, seed: int = 0,
+                                 progress: ProgressFn = no_progress) -> dict[str, Any]:
+    """Hit P@1..10 (seen / unseen) of the image-only baseline over region descriptors on the test split: the same
+    split, queries and metric as ``train --model image`` (every test ad queries all other test ads)."""
+    import time
+
+    from core.embed.evaluate import seen_unseen_precision
+    from core.regions.registry import get_detector
+    from core.retrieval.catalog import load_catalog_ads, make_split
+    from core.retrieval.evaluation import chance_levels, precision_metrics
+
+    started = time.perf_counter()
+    cat = load_catalog_ads(engine=engine)
+    split, labelled, description = make_split(cat, seed)
+    test_rows = labelled[split.test]
+    test = load_catalog_ads([cat.ids[i] for i in test_rows], engine=engine)  # id order, as test_rows
+    choice = get_detector(detector)
+    vectors = region_image_catalog_vectors(test, engine, detector, how=how, progress=progress)
+    train_labels = cat.labels[labelled[split.train]]
+    metrics = precision_metrics(seen_unseen_precision(vectors, test.labels, train_labels))
+    return {"ok": True, "kind": REGION_IMAGE_KIND, "pool": how, "detector": choice.detector.version, "backend": choice.backend,
+            "reason": choice.reason, "descriptors": region_reads.region_descriptor_mode(choice.detector),
+            "split": {k: description[k] for k in ("source", "train", "val", "test", "unseen_categories")},
+            **metrics, "chance": chance_levels(test.labels, train_labels), "seconds": round(time.perf_counter() - started, 2)}

@@ -31,11 +31,14 @@ class RegionData:
 
 
 def regions_for_ads(ad_ids: Sequence[str], image_hashes: Sequence[str], detector: str | None, *, engine: Engine,
-                    progress: ProgressFn = no_progress) -> tuple[str, int, dict[str, RegionData]]:
-    """Cached regions of the ads' images (extracted first where missing) -> (detector key, feature dim, by image hash)."""
+                    progress: ProgressFn = no_progress, descriptors: str | None = None) -> tuple[str, int, dict[str, RegionData]]:
+    """Cached regions of the ads' images (extracted first where missing) -> (detector key, feature dim, by image hash).
+
+    ``descriptors`` (none | effl0 | concat): the region features (see core.regions.extract.resolve_descriptors).
+    """
     from core.regions.extract import extract_catalog
 
-    result = extract_catalog(detector, ad_ids=list(ad_ids), ocr=False, engine=engine, progress=progress)
+    result = extract_catalog(detector, ad_ids=list(ad_ids), ocr=False, engine=engine, progress=progress, descriptors=descriptors)
     key = result["key"]
     wanted = sorted(set(image_hashes))
     out: dict[str, RegionData] = {}
@@ -82,3 +85,30 @@ def region_arrays(cat: CatalogAds, regions: dict[str, RegionData], dim: int) -> 
         feats.append(reg.features)
         confs.append(reg.confidences)
     return feats, confs
+
+
+def described_regions_for_images(images: Sequence[Image.Image], detector: str | None = None, *, batch_size: int = 8,
+                                 progress: ProgressFn = no_progress) -> list[RegionData]:
+    """Regions of new images whose features are region descriptors (1280-d EfficientNet-Lite0): the detector's own
+    features when it already gives descriptors (the auto detector with a trained catalog detector, the offline
+    detector), else the boxes described by :mod:`core.regions.describe`."""
+    from core.regions.extract import with_descriptors
+    from core.regions.registry import get_detector
+
+    det = get_detector(detector).detector
+    out: list[RegionData] = []
+    for start in range(0, len(images), batch_size):
+        chunk = [img.convert("RGB") for img in images[start: start + batch_size]]
+        results = det.detect(chunk, conf=0.05, iou=0.5, max_det=50)
+        if region_descriptor_mode(det) != "none":
+            from core.regions.describe import get_describer
+
+            results = with_descriptors(results, chunk, get_describer(det.device), "effl0")
+        out += [RegionData(r.boxes, r.confidences, r.features, list(r.labels)) for r in results]
+        progress(min(start + batch_size, len(images)), len(images), "image regions: detect + describe")
+    return out
+
+
+def region_descriptor_mode(detector) -> str:
+    """"none" when the detector's own features are already ImageNet region descriptors, else "effl0"."""
+    return "none" if getattr(detector, "describer", None) is not None or getattr(detector, "backend", "") == "offline" else "effl0"

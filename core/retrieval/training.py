@@ -19,7 +19,7 @@ from core.filestore import resolve
 from core.progress import ProgressFn, no_progress
 from core.retrieval.catalog import load_ad_images, load_catalog_ads, make_split
 from core.retrieval.evaluation import chance_levels, precision_metrics
-from core.retrieval.models import BASELINE_KINDS, TRAINED_KINDS, baseline_vectors
+from core.retrieval.models import BASELINE_KINDS, REGION_IMAGE_KIND, TRAINED_KINDS, baseline_vectors, region_image_catalog_vectors
 from core.retrieval.regions import region_arrays
 from core.runs import RUN_KINDS, code_version, create_run, get_run, run_dir, start_run, update_run, with_db_progress
 from core.search.index import VectorIndex
@@ -145,7 +145,10 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
         timings["embed"] = round(time.perf_counter() - t0, 2)
     else:
         t0 = time.perf_counter()
-        vectors = baseline_vectors(kind, cat.texts, lambda: load_ad_images(cat.image_paths), _stage(progress, 0.0, 0.9))
+        if kind == REGION_IMAGE_KIND:  # region descriptors from the cache (extracted where missing)
+            vectors = region_image_catalog_vectors(cat, engine, options.get("detector"), progress=_stage(progress, 0.0, 0.9))
+        else:
+            vectors = baseline_vectors(kind, cat.texts, lambda: load_ad_images(cat.image_paths), _stage(progress, 0.0, 0.9))
         timings["embed"] = round(time.perf_counter() - t0, 2)
         test_rows = labelled[split.test]
         if len(test_rows) > 1:
