@@ -69,3 +69,18 @@ def test_query_eval_cli_prints_one_json_object(w):
     data = json.loads(out.stdout)
     assert data["ok"] and data["uploads"] is None
     assert data["phrases"]["precision"] == phrase_precision(w["ion"], k=10)["precision"]
+
+
+def test_split_precision_reads_the_index_and_matches_the_stored_test_figures(w):
+    from core.errors import RetrievalError
+    from core.retrieval.evaluation import split_precision
+    from core.runs import get_run
+
+    stored = get_run(w["ion"])["metrics"]
+    again = split_precision(w["ion"], "test")
+    assert again["n_seen"] == stored["n_seen"] and again["n_unseen"] == stored["n_unseen"]
+    assert again["seen"] == pytest.approx(stored["seen"], abs=1e-6) and again["unseen"] == pytest.approx(stored["unseen"], abs=1e-6)
+    val = split_precision(w["ion"], "val")
+    assert val["n_unseen"] == 0 and val["n_seen"] > 0 and 0.0 <= val["seen"][0] <= 1.0  # held-out categories are test-only
+    with pytest.raises(RetrievalError, match="unknown split"):
+        split_precision(w["ion"], "holdout")

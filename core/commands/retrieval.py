@@ -149,12 +149,20 @@ def query_eval(
 
 
 @app.command()
-def evaluate(as_json: JsonOpt = False) -> None:
-    """Hit P@1/5/10 on seen and unseen test categories for every finished model run."""
-    from core.retrieval.evaluation import evaluate_runs
+def evaluate(
+    split: Annotated[str, typer.Option("--split", help="test (stored at training) | val (where recipes are chosen) | train")] = "test",
+    as_json: JsonOpt = False,
+) -> None:
+    """Hit P@1/5/10 on seen and unseen categories of a split (default: test) for every finished model run."""
+    from core.retrieval.evaluation import evaluate_runs, split_precision
 
     try:
         rows = evaluate_runs()
+        if split != "test":
+            for row in rows:
+                m = split_precision(row["run_id"], split)
+                row.update({f"{part}_p{k}": (m[part][k - 1] if m[part] else None) for part in ("seen", "unseen") for k in (1, 5, 10)})
+                row.update(split=split, n_seen=m["n_seen"], n_unseen=m["n_unseen"])
     except _ERRORS as exc:
         fail(str(exc), as_json)
     emit({"ok": True, "runs": rows}, as_json, _table(rows) if rows else "no finished model runs yet")

@@ -77,8 +77,9 @@ def recipe_options(kind: str, recipe: str = "adlens") -> tuple[dict[str, Any], d
 def deviations_in_use(kind: str, model_config: dict[str, Any], train_config: dict[str, Any]) -> list[str]:
     """Names of the deviations a trained model used (read from its stored configs), for the app and the tables."""
     used = []
+    ablated = set(model_config.get("ablate") or ())
     for dev in DEVIATIONS:
-        if kind not in dev.kinds:
+        if kind not in dev.kinds or (dev.option == "sca" and "sca" in ablated):
             continue
         source = model_config if dev.target == "model" else train_config
         value = source.get(dev.option)

@@ -1,5 +1,6 @@
 """The paper's evaluation figures of model runs (ION section 4.2): Hit P@k on seen and unseen test categories,
-the chance level to read them against, and the table over all runs."""
+the chance level to read them against, and the table over all runs; the same on the validation split, where
+recipes are chosen (the test split is only reported)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,27 @@ def evaluate_runs(*, engine: Engine | None = None, status: str | None = "done") 
                 row[f"{part}_p{k}"] = _at(m.get(part), k)
         rows.append(row)
     return rows
+
+
+def split_precision(run_id: int, split: str = "val", *, engine: Engine | None = None) -> dict[str, Any]:
+    """Hit P@1..10 of a finished run among the ads of one catalogue split (every ad of the split queries all
+    others), read from the run's index of the whole catalogue: no model is run again. -> {"seen", "unseen", ...}."""
+    from core.embed.evaluate import seen_unseen_precision
+    from core.errors import RetrievalError
+    from core.retrieval.catalog import load_catalog_ads, make_split
+    from core.retrieval.index import load_index, resolve_run
+
+    run = resolve_run(run_id, engine=engine)
+    index = load_index(run)
+    cat = load_catalog_ads(engine=engine)
+    parts, labelled, _ = make_split(cat, int(run["config"].get("seed", 0)))
+    rows = {"train": parts.train, "val": parts.val, "test": parts.test}.get(split)
+    if rows is None:
+        raise RetrievalError(f"unknown split {split!r}; choose train, val or test")
+    ids = [cat.ids[labelled[i]] for i in rows if cat.ids[labelled[i]] in index]
+    if len(ids) < 2:
+        raise RetrievalError(f"the {split} split has fewer than 2 ads in run {run['id']}'s index")
+    vectors = np.stack([index.vector(a) for a in ids])
+    labels = cat.labels[labelled[rows]][[cat.ids[labelled[i]] in index for i in rows]]
+    raw = seen_unseen_precision(vectors, labels, cat.labels[labelled[parts.train]].tolist())
+    return {"run_id": run["id"], "name": run["name"], "split": split, **precision_metrics(raw)}
