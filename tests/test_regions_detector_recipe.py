@@ -3,7 +3,6 @@ per-image fallback, and real photographs (not demo backgrounds) with hand-writte
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -40,26 +39,6 @@ def test_cli_products_recipe_passes_the_recipe(home, monkeypatch):
     assert res.exit_code == 2 and "--recipe" in json.loads(res.stdout)["error"]
 
 
-def test_recall_at_k1_in_the_rank_report(engine):
-    from core.filestore import put_image
-    from core.regions.extract import product_box_rank_report
-    from core.store import Ad, session_scope
-    from tests.test_regions_extract import ADS, SceneDetector, _png  # the same tiny catalog
-
-    with session_scope(engine) as s:
-        for ad_id, (color, text, box) in ADS.items():
-            data = _png(color)
-            sha = hashlib.sha256(data).hexdigest()
-            s.add(Ad(id=ad_id, text=text, image_path=put_image(data, sha, ".png"), image_hash=sha, content_hash=sha + ad_id,
-                     width=96, height=96, truth={"product_box": box} if box else {}))
-    report = product_box_rank_report(engine=engine, detector=SceneDetector(), ocr=False, k1=20)
-    # mug and shoe have their product box among the detector's boxes, teapot does not
-    assert report["ads"] == 3 and report["hit_in_k1"] == 2 and report["recall_at_k1"] == pytest.approx(2 / 3, abs=1e-4)
-    assert isinstance(report["top1_after_n"], int)
-    assert report["top1_after"] == pytest.approx(report["top1_after_n"] / report["ads"], abs=1e-4)
-
-
-# real photographs shipped by installed packages that are NOT demo backgrounds, with the named object's box (pixels)
 PHOTOS = {
     ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"): [20, 20, 512, 600],  # the person
     ("sklearn", "datasets/images/flower.jpg"): [168, 82, 446, 358],  # the dahlia

@@ -114,6 +114,7 @@ def test_product_box_rank_report(catalog):
     assert (report["top1_before_n"], report["top1_after_n"]) == (1, 2)
     assert report["top1_before"] == pytest.approx(1 / 3, abs=1e-4) and report["top1_after"] == pytest.approx(2 / 3, abs=1e-4)
     assert report["hit_in_k1"] == 2 and report["mean_hit_rank_before"] == 0.5 and report["mean_hit_rank_after"] == 0.0
+    assert report["recall_at_k1"] == pytest.approx(2 / 3, abs=1e-4)  # mug and shoe have their box among the top k1
     per_ad = {row["ad_id"]: row for row in report["per_ad"]}
     assert per_ad["mug"] == {"ad_id": "mug", "first_hit_before": 1, "first_hit_after": 0}
     assert per_ad["teapot"]["first_hit_before"] is None
