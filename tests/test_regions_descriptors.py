@@ -188,3 +188,29 @@ def test_image_regions_baseline_vectors(monkeypatch):
 
     with pytest.raises(RetrievalError, match="needs an image"):
         baseline_vectors(REGION_IMAGE_KIND, ["a phrase"], None)
+
+
+def test_class_agnostic_boxes_are_named_by_their_descriptor(describers):
+    """A class-agnostic detector's boxes are all "object"; the descriptor's ImageNet class names each one, so the
+    zero-shot clue scorer has a word to match (ImageNet names of emoji art are rough: a banana glyph reads "flatworm")."""
+    from core.regions.base import OBJECT_LABEL
+    from core.regions.fallback import FallbackDetector
+
+    class Agnostic(BoxDetector):
+        def detect(self, images, **kwargs):
+            out = super().detect(images, **kwargs)
+            for res in out:
+                res.labels = [OBJECT_LABEL]
+            return out
+
+    banana, car = glyph_scene(BANANA, (20, 30)), glyph_scene(CAR, (20, 30))
+    descs, names = describers["crop"].describe_and_name([banana, car], [np.array([glyph_box((20, 30))], np.float32)] * 2)
+    assert [len(n) for n in names] == [1, 1] and names[0] != names[1]
+    assert np.allclose(descs[0], describers["crop"].describe([banana], [np.array([glyph_box((20, 30))], np.float32)])[0], atol=1e-4)
+    fb = FallbackDetector(Agnostic("trained/1", glyph_box((20, 30)), 0.9), BoxDetector("offline/1", [0, 0, 9, 9], 0.6),
+                          describers["crop"], min_confidence=0.5)
+    [res_banana], [res_car] = fb.detect([banana]), fb.detect([car])
+    assert res_banana.labels == names[0] and res_car.labels == names[1] and OBJECT_LABEL not in res_banana.labels
+    kept = FallbackDetector(BoxDetector("trained/1", glyph_box((20, 30)), 0.9), BoxDetector("offline/1", [0, 0, 9, 9], 0.6),
+                            describers["crop"], min_confidence=0.5)
+    assert kept.detect([banana])[0].labels == ["thing"]  # a detector's own class names stay

@@ -131,7 +131,7 @@ def regions_baseline(
     from core.embed.baselines import REGION_POOLS
     from core.errors import RetrievalError
     from core.regions.base import DetectorError
-    from core.retrieval.models import region_image_baseline_report
+    from core.retrieval.evaluation import region_image_baseline_report
     from core.store import get_engine
 
     if pool not in REGION_POOLS:

@@ -12,6 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+OBJECT_LABEL = "object"  # the label of a class-agnostic detector's boxes (and of scene clutter in training data)
+
 
 class DetectorError(ValueError):
     """A detector that cannot be built or run (missing weights, not a model, ...), with a clear message."""

@@ -147,23 +147,34 @@ class RegionDescriber:
 
     def describe(self, images: Sequence[Image.Image], boxes: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Descriptors of ``boxes[i]`` ([n_i, 4] pixels of ``images[i]``) -> one float32 [n_i, 1280] per image, L2-normalised."""
+
+        return self.describe_and_name(images, boxes)[0]
+
+    def describe_and_name(self, images: Sequence[Image.Image], boxes: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[list[str]]]:
+        """:meth:`describe`, plus each box's ImageNet class name from the same pass (the backbone's own classifier on
+        the pooled feature): a class-agnostic detector's boxes get a word that the zero-shot clue scorer can match."""
         import torch
+
+        from core.regions.offline import imagenet_labels
 
         if len(images) != len(boxes):
             raise ValueError(f"{len(images)} images but {len(boxes)} box lists")
         counts = [int(np.asarray(b).reshape(-1, 4).shape[0]) for b in boxes]
         if not images or not sum(counts):
-            return [np.zeros((n, DESCRIPTOR_DIM), np.float32) for n in counts]
+            return [np.zeros((n, DESCRIPTOR_DIM), np.float32) for n in counts], [[] for _ in counts]
         start = time.perf_counter()
         with self._lock, torch.inference_mode():
-            feats = self._roi(images, boxes) if self.mode == "roi" else self._crop(images, boxes)
-            feats = torch.nn.functional.normalize(feats.float(), dim=1).cpu().numpy()
+            pooled = self._roi(images, boxes) if self.mode == "roi" else self._crop(images, boxes)
+            classes = self.model._fc(pooled).argmax(-1).cpu().numpy()
+            feats = torch.nn.functional.normalize(pooled.float(), dim=1).cpu().numpy()
         self.last_seconds = time.perf_counter() - start
-        out, offset = [], 0
+        names = imagenet_labels()
+        out, labels, offset = [], [], 0
         for n in counts:
             out.append(feats[offset: offset + n].astype(np.float32))
+            labels.append([names[int(c)] for c in classes[offset: offset + n]])
             offset += n
-        return out
+        return out, labels
 
 
 _DESCRIBERS: dict[tuple, RegionDescriber] = {}

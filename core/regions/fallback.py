@@ -22,10 +22,10 @@ import time
 import numpy as np
 from PIL import Image
 
-from core.regions.base import DetectionResult, Detector
+from core.regions.base import OBJECT_LABEL, DetectionResult, Detector
 from core.regions.describe import RegionDescriber
 
-VERSION = "1"
+VERSION = "2"  # 2: class-agnostic boxes named by the descriptor's ImageNet class
 
 
 class FallbackDetector:
@@ -60,12 +60,14 @@ class FallbackDetector:
                 res.meta.update(fallback=True, primary_best_confidence=round(best, 4),
                                 reason=f"the trained detector's best box scored {best:.2f} < {self.min_confidence:g}: offline detector")
                 results[i] = res
-        descs = self.describer.describe(images, [r.boxes for r in results])
+        descs, names = self.describer.describe_and_name(images, [r.boxes for r in results])
         out = []
         elapsed = time.perf_counter() - start
-        for res, desc in zip(results, descs, strict=True):
+        for res, desc, named in zip(results, descs, names, strict=True):
             new = res.subset(np.arange(len(res)))
             new.features = desc.astype(np.float32).reshape(len(res), self.feature_dim)
+            # a class-agnostic detector says only "object": the descriptor's ImageNet class names the box instead
+            new.labels = [name if label == OBJECT_LABEL else label for label, name in zip(new.labels, named, strict=True)]
             new.detector = self.version
             new.meta.setdefault("fallback", False)
             new.meta["answered_by"] = res.detector

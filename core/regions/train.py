@@ -32,8 +32,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from core.progress import ProgressFn, no_progress
+from core.regions.base import OBJECT_LABEL as CLUTTER
 
-CLUTTER = "object"
 DETECTOR_SPLITS = ("train", "val")  # catalogue splits whose boxes the detector learns from and is validated on; test creatives stay unseen
 LATEST = "latest.pt"
 

@@ -11,6 +11,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
+import core.retrieval.regions as region_reads
+from core.progress import ProgressFn, no_progress
+from core.retrieval.models import REGION_IMAGE_KIND, REGION_POOL, region_image_catalog_vectors
 from core.runs import list_runs
 
 
@@ -79,3 +82,28 @@ def split_precision(run_id: int, split: str = "val", *, engine: Engine | None = 
     labels = cat.labels[labelled[rows]][[cat.ids[labelled[i]] in index for i in rows]]
     raw = seen_unseen_precision(vectors, labels, cat.labels[labelled[parts.train]].tolist())
     return {"run_id": run["id"], "name": run["name"], "split": split, **precision_metrics(raw)}
+
+
+def region_image_baseline_report(engine: Engine, detector: str | None = None, *, how: str = REGION_POOL, seed: int = 0,
+                                 progress: ProgressFn = no_progress) -> dict[str, Any]:
+    """Hit P@1..10 (seen / unseen) of the image-only baseline over region descriptors on the test split: the same
+    split, queries and metric as ``train --model image`` (every test ad queries all other test ads)."""
+    import time
+
+    from core.embed.evaluate import seen_unseen_precision
+    from core.regions.registry import get_detector
+    from core.retrieval.catalog import load_catalog_ads, make_split
+
+    started = time.perf_counter()
+    cat = load_catalog_ads(engine=engine)
+    split, labelled, description = make_split(cat, seed)
+    test_rows = labelled[split.test]
+    test = load_catalog_ads([cat.ids[i] for i in test_rows], engine=engine)  # id order, as test_rows
+    choice = get_detector(detector)
+    vectors = region_image_catalog_vectors(test, engine, detector, how=how, progress=progress)
+    train_labels = cat.labels[labelled[split.train]]
+    metrics = precision_metrics(seen_unseen_precision(vectors, test.labels, train_labels))
+    return {"ok": True, "kind": REGION_IMAGE_KIND, "pool": how, "detector": choice.detector.version, "backend": choice.backend,
+            "reason": choice.reason, "descriptors": region_reads.region_descriptor_mode(choice.detector),
+            "split": {k: description[k] for k in ("source", "train", "val", "test", "unseen_categories")},
+            **metrics, "chance": chance_levels(test.labels, train_labels), "seconds": round(time.perf_counter() - started, 2)}
