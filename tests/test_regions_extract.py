@@ -150,3 +150,30 @@ def test_report_without_ground_truth(engine):
 
     report = product_box_rank_report(engine, SceneDetector(), ocr=False)
     assert report["ads"] == 0 and "product box" in report["message"]
+
+
+def test_a_concurrent_extraction_of_the_same_images_loses_nothing(catalog, monkeypatch):
+    """Two processes extracting one catalogue with one detector: the one that finds a row written by the other between
+    its check and its insert retries, skips that image, and neither fails (a run used to die on the unique key)."""
+    from sqlalchemy import func, select
+
+    from core.regions import extract
+    from core.regions.extract import extract_catalog, load_regions
+    from core.store import RegionSet, session_scope
+
+    real_store, raced = extract._store, []
+
+    def store_after_a_rival(session, image_hash, key, result, ocr):
+        if not raced:  # the rival process stores this image first, in its own transaction
+            raced.append(image_hash)
+            with session_scope(catalog) as rival:
+                real_store(rival, image_hash, key, result, ocr)
+        real_store(session, image_hash, key, result, ocr)
+
+    monkeypatch.setattr(extract, "_store", store_after_a_rival)
+    report = extract_catalog(SceneDetector(), ocr=False, engine=catalog, batch_size=8)
+    assert raced and report["failed"][0]["image_hash"] and len(report["failed"]) == 1  # the broken picture only
+    with session_scope(catalog) as s:
+        counts = s.execute(select(RegionSet.image_hash, func.count()).group_by(RegionSet.image_hash)).all()
+    assert counts and all(n == 1 for _, n in counts) and len(counts) == report["computed"] + 1  # + the rival's row
+    assert load_regions(raced[0], report["key"], engine=catalog) is not None

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 
 from core.filestore import get_array, put_array, resolve
 from core.images import ImageError, load_image
@@ -135,11 +136,7 @@ def extract_catalog(detector: str | Detector | None = None, *, limit: int | None
         if describer is not None and results:
             results = with_descriptors(results, [img for _, img in loaded], describer, mode)
             seconds_describe += time.perf_counter() - t1
-        with session_scope(engine) as s:
-            for (image_hash, img), result in zip(loaded, results, strict=True):
-                lines = [line.to_dict() for line in read_text(img)] if ocr else []
-                _store(s, image_hash, key, result, lines)
-                computed += 1
+        computed += _store_batch(engine, key, loaded, results, ocr)
         progress(min(start + batch_size, len(todo)), len(todo), f"regions: {computed} detected")
     return {
         "ok": True, "detector": det.version, "key": key, "backend": backend, "device": dev, "reason": reason,
@@ -148,6 +145,27 @@ def extract_catalog(detector: str | Detector | None = None, *, limit: int | None
         "seconds_describe": round(seconds_describe, 3), "descriptors": mode if describer is not None else "none",
         "describer": describer.version if describer is not None else None,
     }
+
+
+def _store_batch(engine: Engine, key: str, loaded: list, results: list[DetectionResult], ocr: bool) -> int:
+    """Store one batch's regions; images another process stored meanwhile (same key) are skipped. -> rows written."""
+    for attempt in (1, 2):
+        written = 0
+        try:
+            with session_scope(engine) as s:
+                hashes = [h for h, _ in loaded]
+                done = set(s.scalars(select(RegionSet.image_hash).where(RegionSet.detector == key, RegionSet.image_hash.in_(hashes))))
+                for (image_hash, img), result in zip(loaded, results, strict=True):
+                    if image_hash in done:
+                        continue
+                    lines = [line.to_dict() for line in read_text(img)] if ocr else []
+                    _store(s, image_hash, key, result, lines)
+                    written += 1
+            return written
+        except IntegrityError:  # another extraction wrote one of these images between our check and our insert
+            if attempt == 2:
+                raise
+    return 0
 
 
 def load_regions(image_hash: str, key: str, *, engine: Engine | None = None) -> tuple[DetectionResult, list[dict]] | None:
