@@ -28,10 +28,14 @@ from core.store import get_engine
 _THREADS: dict[int, threading.Thread] = {}
 
 
+TRAIN_FLAGS = {"epochs": "--epochs", "seed": "--seed", "k1": "--k1", "k2": "--k2", "margin": "--margin", "keyword_weight": "--rho",
+               "detector": "--detector", "lr": "--lr", "neck": "--neck", "sca": "--sca", "recipe": "--recipe",
+               "region_drop": "--region-drop"}  # train_run option -> the `train` command's flag
+
+
 def cli_args(kind: str, ablate: Sequence[str], options: dict[str, Any]) -> list[str]:
     """``train`` command-line arguments for a kind, ablations and options."""
-    flags = {"epochs": "--epochs", "seed": "--seed", "k1": "--k1", "k2": "--k2", "margin": "--margin", "keyword_weight": "--rho",
-             "detector": "--detector", "lr": "--lr"}
+    flags = TRAIN_FLAGS
     args = ["train", "--model", kind]
     if ablate:
         args += ["--ablate", ",".join(ablate)]

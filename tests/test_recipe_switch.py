@@ -134,3 +134,18 @@ def test_train_run_with_the_paper_recipe(w):
     mixed = train_run("ion", (), {"d_model": 32, "layers": 1, "heads": 2, "k1": 5, "k2": 3, "seed": 0,
                                   "recipe": "paper", "sca": "additive"})
     assert get_run(mixed)["metrics"]["deviations"] == ["text-guided SCA"]
+
+
+def test_background_jobs_can_pass_every_switch_to_the_train_command():
+    import typer.main
+
+    from core.cli import app
+    from core.jobs import TRAIN_FLAGS, cli_args
+
+    train = typer.main.get_command(app).commands["train"]
+    flags = {opt for param in train.params for opt in param.opts}
+    assert set(TRAIN_FLAGS.values()) <= flags
+    args = cli_args("ion", ["sca"], {"recipe": "paper", "sca": "literal", "region_drop": 0.1, "neck": "none"})
+    assert args[:5] == ["train", "--model", "ion", "--ablate", "sca"] and "--region-drop" in args and "0.1" in args
+    with pytest.raises(ValueError, match="cannot be passed"):
+        cli_args("ion", [], {"word_init": "random"})
