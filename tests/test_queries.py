@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from retrieval_world import world
@@ -84,3 +85,24 @@ def test_split_precision_reads_the_index_and_matches_the_stored_test_figures(w):
     assert val["n_unseen"] == 0 and val["n_seen"] > 0 and 0.0 <= val["seen"][0] <= 1.0  # held-out categories are test-only
     with pytest.raises(RetrievalError, match="unknown split"):
         split_precision(w["ion"], "holdout")
+
+
+def test_phrases_are_routed_through_the_catalogue_text_space(w):
+    from core.errors import RetrievalError
+    from core.retrieval import search
+    from core.retrieval.index import load_index
+    from core.retrieval.phrases import NEIGHBOURS, load_text_index
+    from core.runs import get_run
+
+    run = get_run(w["ion"])
+    index, texts = load_index(run), load_text_index(w["ion"])
+    assert texts is not None and sorted(texts.ids) == sorted(index.ids)  # every indexed ad has its text vector
+    routed = search(w["ion"], phrase="running shoes", k=5)
+    seeds = routed["query"]["seed_ads"]
+    assert routed["query"]["route"] == "text-neighbours" and len(seeds) == NEIGHBOURS
+    expected = index.search(np.mean([index.vector(a) for a in seeds], axis=0, keepdims=True).astype(np.float32), 5)
+    assert [r["ad_id"] for r in routed["results"]] == list(expected.ids[0])
+    direct = search(w["ion"], phrase="running shoes", k=5, phrase_route="direct")
+    assert direct["query"]["route"] == "direct" and "seed_ads" not in direct["query"]
+    with pytest.raises(RetrievalError, match="unknown phrase route"):
+        search(w["ion"], phrase="running shoes", phrase_route="magic")

@@ -13,6 +13,9 @@ from core.progress import tqdm_progress
 _ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)
 
 
+ROUTE_HELP = "phrases with ION / ToTYEmb: text-neighbours (via the 3 ads whose texts match best) | direct (the model alone)"
+
+
 def _pct(v: float | None) -> str:
     return "   –  " if v is None else f"{100 * v:5.1f}%"
 
@@ -102,6 +105,7 @@ def search(
     phrase: Annotated[str | None, typer.Option("--phrase", help="a search phrase")] = None,
     run: Annotated[int | None, typer.Option("--run", help="model run id (default: newest finished ION run)")] = None,
     k: Annotated[int, typer.Option("--k", help="number of results")] = 10,
+    phrase_route: Annotated[str, typer.Option("--phrase-route", help=ROUTE_HELP)] = "text-neighbours",
     as_json: JsonOpt = False,
 ) -> None:
     """The k most similar catalog ads to an ad, a creative (image + text) or a phrase."""
@@ -110,7 +114,7 @@ def search(
 
     try:
         img = load_image(image).image if image is not None else None
-        result = do_search(run, ad_id=ad, image=img, text=text, phrase=phrase, k=k)
+        result = do_search(run, ad_id=ad, image=img, text=text, phrase=phrase, k=k, phrase_route=phrase_route)
     except (ImageError, *_ERRORS) as exc:
         fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc), as_json)
     lines = [f"run {result['run']['id']} ({result['run']['kind']}), query: {result['query']}"]
@@ -127,6 +131,7 @@ def query_eval(
     run: Annotated[int | None, typer.Option("--run", help="model run id (default: newest finished ION run)")] = None,
     k: Annotated[int, typer.Option("--k")] = 10,
     uploads: Annotated[int, typer.Option("--uploads", help="test creatives re-uploaded (0: skip the upload check)")] = 200,
+    phrase_route: Annotated[str, typer.Option("--phrase-route", help=ROUTE_HELP)] = "text-neighbours",
     as_json: JsonOpt = False,
 ) -> None:
     """Queries that are not catalogue ads: category phrases (same-category share of the top k) and uploaded copies of
@@ -136,12 +141,12 @@ def query_eval(
 
     try:
         with tqdm_progress(enabled=not as_json) as bar:
-            phrases = phrase_precision(run, k=k, progress=bar)
+            phrases = phrase_precision(run, k=k, route=phrase_route, progress=bar)
             agreement = upload_agreement(run, k=k, limit=uploads, progress=bar) if uploads > 0 else None
     except (ImageError, *_ERRORS) as exc:
         fail(str(exc), as_json)
-    lines = [f"run {phrases['run']}: phrase queries ({phrases['phrases']}) same-category P@{k} = {_pct(phrases['precision'])} "
-             f"(seen {_pct(phrases['seen'])}, held-out {_pct(phrases['held_out'])})"]
+    lines = [f"run {phrases['run']}: phrase queries ({phrases['phrases']}, {phrases['route']}): same-category "
+             f"P@{k} = {_pct(phrases['precision'])} (seen {_pct(phrases['seen'])}, held-out {_pct(phrases['held_out'])})"]
     if agreement:
         lines.append(f"uploaded copies ({agreement['creatives']}): top {k} keeps >= {agreement['min_shared']} of the ad's own in "
                      f"{_pct(agreement['agreement'])} (mean shared {agreement['mean_shared']})")

@@ -41,8 +41,6 @@ DEVIATIONS: tuple[Deviation, ...] = (
               "~20 training ads per category are too few to learn word meanings from scratch"),
     Deviation("text-guided SCA", "sca", "model", "additive", "literal", ("ion",),
               "eq. 6 as printed ranks the regions of an ad the same whatever the text says"),
-    Deviation("region dropout", "region_drop", "train", 0.2, 0.0, ("ion",),
-              "ION is queried with phrases alone (no picture), but never saw an ad without regions in training"),
     Deviation("class-balanced batches", "sampler", "train", "balanced", "random", ("ion",),
               "a random batch of 32 from 60 categories holds few positives for the hardest-positive triplet"),
     Deviation("step-based epochs", "epochs", "train", None, PAPER_EPOCHS, ("ion",),

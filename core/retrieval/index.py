@@ -12,7 +12,8 @@ from core.errors import RetrievalError
 from core.filestore import resolve
 from core.progress import ProgressFn, no_progress
 from core.retrieval.catalog import all_ad_ids, load_catalog_ads
-from core.retrieval.models import embed_catalog_rows
+from core.retrieval.models import TRAINED_KINDS, embed_catalog_rows
+from core.retrieval.phrases import add_texts, build_text_index
 from core.runs import get_run, latest_done, run_dir, update_run
 from core.search.index import VectorIndex
 from core.store import get_engine
@@ -58,6 +59,8 @@ def build_index(run_id: int, *, rebuild: bool = False, engine: Engine | None = N
     index = VectorIndex.build(vectors, cat.ids)
     rel = f"{run_dir(run_id)}/index.faiss"
     index.save(resolve(rel))
+    if run["kind"] in TRAINED_KINDS:
+        build_text_index(run_id, cat.ids, cat.texts, progress)
     update_run(run_id, engine=engine, index_path=rel)
     return {"ok": True, "run_id": run_id, "rebuilt": True, "added": len(index), "total": len(index), "factory": index.factory}
 
@@ -74,5 +77,6 @@ def add_new_ads(run_id: int, *, engine: Engine | None = None, progress: Progress
         index = VectorIndex.load(resolve(run["index_path"]))  # a private copy, not the cached one
         index.add(vectors, cat.ids)
         index.save(resolve(run["index_path"]))
+        add_texts(run_id, cat.ids, cat.texts)
     return {"ok": True, "run_id": run_id, "rebuilt": False, "added": len(new), "total": len(index),
             "factory": index.factory}

@@ -12,12 +12,25 @@ from core.errors import RetrievalError
 from core.progress import no_progress
 from core.retrieval.catalog import ad_records, load_catalog_ads
 from core.retrieval.index import load_index, resolve_run
-from core.retrieval.models import embed_catalog_rows, embed_query
+from core.retrieval.models import TRAINED_KINDS, embed_catalog_rows, embed_query
+from core.retrieval.phrases import PHRASE_ROUTES, phrase_vector
 from core.store import get_engine
 
 
+def phrase_query(run: dict[str, Any], index, phrase: str, route: str = "text-neighbours") -> tuple[np.ndarray, dict[str, Any]]:
+    """The query vector of a phrase: through the text space for trained runs (core.retrieval.phrases), else the model's own."""
+    if route not in PHRASE_ROUTES:
+        raise RetrievalError(f"unknown phrase route {route!r}; choose {' or '.join(PHRASE_ROUTES)}")
+    if route == "text-neighbours" and run["kind"] in TRAINED_KINDS:
+        routed = phrase_vector(run, index, phrase)
+        if routed is not None:
+            return routed
+        return embed_query(run, text=phrase), {"route": "direct", "why": "this run has no text index (trained before it existed)"}
+    return embed_query(run, text=phrase), {"route": "direct"}
+
+
 def search(run_id: int | None = None, *, ad_id: str | None = None, image: Image.Image | None = None, text: str | None = None,
-           phrase: str | None = None, k: int = 10, engine: Engine | None = None) -> dict[str, Any]:
+           phrase: str | None = None, k: int = 10, engine: Engine | None = None, phrase_route: str = "text-neighbours") -> dict[str, Any]:
     """The k nearest catalog ads to a catalog ad, a new creative (image and/or text) or a phrase.
 
     -> {"run": {...}, "query": {...}, "results": [{rank, ad_id, distance, category, same_category, text, image_path, ...}]}
@@ -45,8 +58,8 @@ def search(run_id: int | None = None, *, ad_id: str | None = None, image: Image.
             vector = embed_catalog_rows(run, load_catalog_ads([ad_id], engine=engine), engine, no_progress)
         exclude = [ad_id]
     elif phrase:
-        query = {"type": "phrase", "phrase": phrase}
-        vector = embed_query(run, text=phrase)
+        vector, route = phrase_query(run, index, phrase, phrase_route)
+        query = {"type": "phrase", "phrase": phrase, **route}
     else:
         query = {"type": "creative", "text": text or "", "image": image is not None}
         vector = embed_query(run, text=text or "", image=image)

@@ -23,6 +23,7 @@ from core.progress import ProgressFn, no_progress
 from core.retrieval.catalog import load_catalog_ads
 from core.retrieval.index import load_index, resolve_run
 from core.retrieval.models import embed_query
+from core.retrieval.nearest import phrase_query
 from core.store import Category, get_engine, session_scope
 
 
@@ -42,7 +43,7 @@ def category_phrases(engine: Engine) -> list[tuple[str, int]]:
     return sorted(phrases.items())
 
 
-def phrase_precision(run_id: int | None = None, *, k: int = 10, engine: Engine | None = None,
+def phrase_precision(run_id: int | None = None, *, k: int = 10, route: str = "text-neighbours", engine: Engine | None = None,
                      progress: ProgressFn = no_progress) -> dict[str, Any]:
     """Mean same-category share of the top k for the category phrases, over the whole catalogue (seen / held-out apart)."""
     engine = engine or get_engine()
@@ -56,7 +57,8 @@ def phrase_precision(run_id: int | None = None, *, k: int = 10, engine: Engine |
     unseen = set(cat.unseen_categories)
     rows = []
     for i, (phrase, cid) in enumerate(phrases):
-        found = index.search(np.asarray(embed_query(run, text=phrase), np.float32), k)
+        vector, how = phrase_query(run, index, phrase, route)
+        found = index.search(np.asarray(vector, np.float32), k)
         share = float(np.mean([label_of.get(a, -1) == cid for a in found.ids[0]]))
         rows.append({"phrase": phrase, "category_id": cid, "held_out": cid in unseen, "share": share})
         progress(i + 1, len(phrases), f"phrases: {phrase}")
@@ -64,7 +66,7 @@ def phrase_precision(run_id: int | None = None, *, k: int = 10, engine: Engine |
     def mean(sel: list[dict]) -> float | None:
         return round(float(np.mean([r["share"] for r in sel])), 4) if sel else None
 
-    return {"run": run["id"], "k": k, "phrases": len(rows), "precision": mean(rows),
+    return {"run": run["id"], "k": k, "route": how["route"], "phrases": len(rows), "precision": mean(rows),
             "seen": mean([r for r in rows if not r["held_out"]]), "held_out": mean([r for r in rows if r["held_out"]]),
             "worst": sorted(rows, key=lambda r: r["share"])[:10]}
 

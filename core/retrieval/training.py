@@ -20,6 +20,7 @@ from core.progress import ProgressFn, no_progress
 from core.retrieval.catalog import load_ad_images, load_catalog_ads, make_split
 from core.retrieval.evaluation import chance_levels, precision_metrics
 from core.retrieval.models import BASELINE_KINDS, REGION_IMAGE_KIND, TRAINED_KINDS, baseline_vectors, region_image_catalog_vectors
+from core.retrieval.phrases import build_text_index
 from core.retrieval.regions import region_arrays
 from core.runs import RUN_KINDS, code_version, create_run, get_run, run_dir, start_run, update_run, with_db_progress
 from core.search.index import VectorIndex
@@ -158,6 +159,9 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
     metrics["chance"] = chance_levels(cat.labels[test_rows], cat.labels[labelled[split.train]])
     if should_stop is not None and should_stop():
         return "cancelled"
+    if kind in TRAINED_KINDS:  # phrase queries are routed through the catalogue's text space (core.retrieval.phrases)
+        progress(930, 1000, "index: ad texts for phrase queries")
+        build_text_index(run_id, cat.ids, cat.texts)
     progress(950, 1000, "index: building")
     index = VectorIndex.build(vectors, cat.ids)
     index_rel = f"{run_dir(run_id)}/index.faiss"
