@@ -108,6 +108,15 @@ def map_view(run: dict) -> None:
     st.caption("Select a point to query with that ad.")
 
 
+def route_note(query: dict) -> None:
+    """How a phrase reached the run's embedding space (core.retrieval.phrases)."""
+    if query.get("route") == "text-neighbours":
+        st.caption("The phrase was matched to the ads whose texts say the same (MiniLM) — "
+                   + ", ".join(f"`{a}`" for a in query["seed_ads"]) + " — and the search started from their place in this model's space.")
+    elif query.get("route") == "direct" and query.get("why"):
+        st.caption(f"The phrase was embedded by the model alone: {query['why']}.")
+
+
 def main() -> None:
     stats = page_frame("Similar ads")
     st.caption("Nearest catalog ads in a model run's embedding space (Euclidean distance, FAISS index of the whole catalog).")
@@ -123,6 +132,7 @@ def main() -> None:
         if query is not None:
             result = search(run["id"], k=k, **query)
             st.markdown(f"**{len(result['results'])} nearest ads** · model `{run['kind']}` run #{run['id']}")
+            route_note(result["query"])
             captions = [f"#{r['rank']} · distance {r['distance']:.3f}"
                         + {True: " · ✅ same category", False: " · ❌ other category", None: ""}[r["same_category"]]
                         for r in result["results"]]

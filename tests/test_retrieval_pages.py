@@ -42,6 +42,7 @@ def test_similar_ads_page_with_a_run(w):
     at.text_input(key="sim_phrase").input("fresh").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("nearest ads" in str(m.value) for m in at.markdown)
+    assert any("matched to the ads whose texts say the same" in str(c.value) for c in at.caption)  # the route is said
 
 
 def test_evaluation_page_with_a_run_and_starting_a_job(w, monkeypatch):
