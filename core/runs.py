@@ -85,32 +85,30 @@ def _check_name(name: str) -> None:
         raise ValueError(f"a run name may have at most {limit} characters (this one has {len(name)})")
 
 
-def create_run(kind: str, name: str | None = None, config: dict | None = None, *, engine: Engine | None = None,
-               data_split: dict | None = None, version: str | None = None) -> int:
-    """A new run in status ``created``; returns its id. ``version`` replaces :func:`code_version` (e.g. a file format)."""
+def _insert(kind: str, name: str, config: dict | None, data_split: dict | None, version: str | None, engine: Engine | None,
+            **fields: Any) -> int:
+    """One new run row (kind and name checked first); returns its id."""
     _check_kind(kind)
-    _check_name(name or kind)
-    engine = engine or get_engine()
-    with session_scope(engine) as s:
-        run = ModelRun(kind=kind, name=name or kind, status="created", config=dict(config or {}), data_split=dict(data_split or {}),
-                       code_version=version or code_version(), progress=0.0, message="queued")
+    _check_name(name)
+    with session_scope(engine or get_engine()) as s:
+        run = ModelRun(kind=kind, name=name, config=dict(config or {}), data_split=dict(data_split or {}),
+                       code_version=version or code_version(), **fields)
         s.add(run)
         s.flush()
         return int(run.id)
+
+
+def create_run(kind: str, name: str | None = None, config: dict | None = None, *, engine: Engine | None = None,
+               data_split: dict | None = None, version: str | None = None) -> int:
+    """A new run in status ``created``; returns its id. ``version`` replaces :func:`code_version` (e.g. a file format)."""
+    return _insert(kind, name or kind, config, data_split, version, engine, status="created", progress=0.0, message="queued")
 
 
 def record_run(kind: str, name: str, config: dict, *, metrics: dict, data_split: dict | None = None, version: str | None = None,
                engine: Engine | None = None) -> int:
     """A run whose results were computed before it was stored (e.g. a matching evaluation): one ``done`` row; returns its id."""
-    _check_kind(kind)
-    _check_name(name)
-    engine = engine or get_engine()
-    with session_scope(engine) as s:
-        run = ModelRun(kind=kind, name=name, status="done", config=dict(config), data_split=dict(data_split or {}), metrics=metrics,
-                       code_version=version or code_version(), progress=1.0, message="done", finished_at=utcnow())
-        s.add(run)
-        s.flush()
-        return int(run.id)
+    return _insert(kind, name, config, data_split, version, engine, status="done", metrics=metrics, progress=1.0, message="done",
+                   finished_at=utcnow())
 
 
 def _row(session, run_id: int) -> ModelRun:

@@ -4,7 +4,7 @@ Every way AdLens trains ION / ToTYEmb differently from the papers is one :class:
 option that turns it off. ``--recipe paper`` turns them all off at once (the paper's exact recipe, a row of
 the experiments table); ``--recipe adlens`` (the default) keeps AdLens's choices. An explicit option given
 beside a recipe wins over the recipe. docs/ion_training.md explains each deviation with its measurements;
-``tests/test_embed_recipe_switch.py`` checks that this list and that page agree.
+``tests/test_recipe_switch.py`` checks that this list and that page agree.
 """
 
 from __future__ import annotations
@@ -50,9 +50,6 @@ DEVIATIONS: tuple[Deviation, ...] = (
     Deviation("ToTYEmb batch of 32", "batch_size", "train", 32, TOTYEMB_PAPER_BATCH, ("totyemb",),
               "one batch size for both models, so that their training steps compare"),
 )
-
-MODEL_SWITCHES = tuple(d.option for d in DEVIATIONS if d.target == "model")
-
 
 def recipe_options(kind: str, recipe: str = "adlens") -> tuple[dict[str, Any], dict[str, Any]]:
     """(model options, training options) that a recipe sets for a model kind; AdLens's are the code defaults.

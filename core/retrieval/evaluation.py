@@ -75,11 +75,11 @@ def split_precision(run_id: int, split: str = "val", *, engine: Engine | None = 
     rows = {"train": parts.train, "val": parts.val, "test": parts.test}.get(split)
     if rows is None:
         raise RetrievalError(f"unknown split {split!r}; choose train, val or test")
-    ids = [cat.ids[labelled[i]] for i in rows if cat.ids[labelled[i]] in index]
-    if len(ids) < 2:
+    members = [int(labelled[i]) for i in rows if cat.ids[labelled[i]] in index]  # catalogue rows of the split, indexed
+    if len(members) < 2:
         raise RetrievalError(f"the {split} split has fewer than 2 ads in run {run['id']}'s index")
-    vectors = np.stack([index.vector(a) for a in ids])
-    labels = cat.labels[labelled[rows]][[cat.ids[labelled[i]] in index for i in rows]]
+    vectors = np.stack([index.vector(cat.ids[m]) for m in members])
+    labels = cat.labels[members]
     raw = seen_unseen_precision(vectors, labels, cat.labels[labelled[parts.train]].tolist())
     return {"run_id": run["id"], "name": run["name"], "split": split, **precision_metrics(raw)}
 

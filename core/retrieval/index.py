@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,8 @@ from core.retrieval.catalog import all_ad_ids, load_catalog_ads
 from core.retrieval.models import TRAINED_KINDS, embed_catalog_rows
 from core.retrieval.phrases import add_texts, build_text_index
 from core.runs import get_run, latest_done, run_dir, update_run
-from core.search.index import VectorIndex
+from core.search.index import VectorIndex, load_cached
 from core.store import get_engine
-
-
-@lru_cache(maxsize=8)
-def _index(path: str, mtime: float) -> VectorIndex:  # noqa: ARG001 - mtime keys the cache
-    return VectorIndex.load(path)
 
 
 def load_index(run: dict[str, Any]) -> VectorIndex:
@@ -31,7 +25,7 @@ def load_index(run: dict[str, Any]) -> VectorIndex:
     if not path.with_suffix(".faiss").is_file() or not path.with_suffix(".ids.json").is_file():
         raise RetrievalError(f"the index of model run {run['id']} is missing ({run['index_path']}): run `python -m core index --run "
                              f"{run['id']} --rebuild`")
-    return _index(str(path), path.with_suffix(".ids.json").stat().st_mtime)
+    return load_cached(path)
 
 
 def resolve_run(run_id: int | None, *, engine: Engine | None = None) -> dict[str, Any]:
@@ -56,13 +50,23 @@ def build_index(run_id: int, *, rebuild: bool = False, engine: Engine | None = N
     if not len(cat):
         raise RetrievalError("the catalog is empty")
     vectors = embed_catalog_rows(run, cat, engine, progress)
-    index = VectorIndex.build(vectors, cat.ids)
-    rel = f"{run_dir(run_id)}/index.faiss"
-    index.save(resolve(rel))
-    if run["kind"] in TRAINED_KINDS:
-        build_text_index(run_id, cat.ids, cat.texts, progress)
+    index, rel = write_run_index(run_id, run["kind"], cat.ids, cat.texts, vectors, progress)
     update_run(run_id, engine=engine, index_path=rel)
     return {"ok": True, "run_id": run_id, "rebuilt": True, "added": len(index), "total": len(index), "factory": index.factory}
+
+
+def write_run_index(run_id: int, kind: str, ids: list[str], texts: list[str], vectors, progress: ProgressFn = no_progress
+                    ) -> tuple[VectorIndex, str]:
+    """Save a run's index of the whole catalogue (and, for trained kinds, the ad-text index its phrase queries go
+    through, core.retrieval.phrases); -> (index, its path relative to home)."""
+    if kind in TRAINED_KINDS:
+        progress(930, 1000, "index: ad texts for phrase queries")
+        build_text_index(run_id, ids, texts)
+    progress(950, 1000, "index: building")
+    index = VectorIndex.build(vectors, ids)
+    rel = f"{run_dir(run_id)}/index.faiss"
+    index.save(resolve(rel))
+    return index, rel
 
 
 def add_new_ads(run_id: int, *, engine: Engine | None = None, progress: ProgressFn = no_progress) -> dict[str, Any]:

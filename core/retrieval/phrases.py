@@ -17,7 +17,6 @@ queries; this was AdLens's first behaviour).
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import numpy as np
 from core.filestore import resolve
 from core.progress import ProgressFn, no_progress
 from core.runs import run_dir
-from core.search.index import VectorIndex
+from core.search.index import VectorIndex, load_cached
 
 PHRASE_ROUTES = ("text-neighbours", "direct")
 NEIGHBOURS = 3  # chosen on the demo world: 1 / 3 / 5 / 10 / 20 neighbours gave 70.5 / 75.6 / 73.2 / 68.5 / 55.7% (run without dropout)
@@ -58,15 +57,9 @@ def add_texts(run_id: int, ids: list[str], texts: list[str]) -> None:
     index.save(path)
 
 
-@lru_cache(maxsize=8)
-def _load(path: str, mtime: float) -> VectorIndex:  # noqa: ARG001 - mtime keys the cache
-    return VectorIndex.load(path)
-
-
 def load_text_index(run_id: int) -> VectorIndex | None:
     path = text_index_path(run_id)
-    ids = path.with_suffix(".ids.json")
-    return _load(str(path), ids.stat().st_mtime) if path.is_file() and ids.is_file() else None
+    return load_cached(path) if path.is_file() and path.with_suffix(".ids.json").is_file() else None
 
 
 def phrase_vector(run: dict[str, Any], index: VectorIndex, phrase: str, *, neighbours: int = NEIGHBOURS) -> tuple[np.ndarray, dict] | None:

@@ -19,11 +19,10 @@ from core.filestore import resolve
 from core.progress import ProgressFn, no_progress
 from core.retrieval.catalog import load_ad_images, load_catalog_ads, make_split
 from core.retrieval.evaluation import chance_levels, precision_metrics
+from core.retrieval.index import write_run_index
 from core.retrieval.models import BASELINE_KINDS, REGION_IMAGE_KIND, TRAINED_KINDS, baseline_vectors, region_image_catalog_vectors
-from core.retrieval.phrases import build_text_index
 from core.retrieval.regions import region_arrays
 from core.runs import RUN_KINDS, code_version, create_run, get_run, run_dir, start_run, update_run, with_db_progress
-from core.search.index import VectorIndex
 from core.store import get_engine
 
 MODEL_OPTIONS = ("k1", "k2", "margin", "keyword_weight", "d_model", "layers", "heads", "top_k", "max_words", "dropout", "neck", "text_norm",
@@ -159,13 +158,7 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
     metrics["chance"] = chance_levels(cat.labels[test_rows], cat.labels[labelled[split.train]])
     if should_stop is not None and should_stop():
         return "cancelled"
-    if kind in TRAINED_KINDS:  # phrase queries are routed through the catalogue's text space (core.retrieval.phrases)
-        progress(930, 1000, "index: ad texts for phrase queries")
-        build_text_index(run_id, cat.ids, cat.texts)
-    progress(950, 1000, "index: building")
-    index = VectorIndex.build(vectors, cat.ids)
-    index_rel = f"{run_dir(run_id)}/index.faiss"
-    index.save(resolve(index_rel))
+    index, index_rel = write_run_index(run_id, kind, cat.ids, cat.texts, vectors, progress)
     update_run(run_id, engine=engine, checkpoint_path=checkpoint_rel, index_path=index_rel)
     metrics.update({"indexed": len(index), "dim": int(vectors.shape[1]), "factory": index.factory, "timings": timings})
     progress(1000, 1000, "done")

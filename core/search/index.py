@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +200,17 @@ def recall_at_k(approx: SearchResult, exact: SearchResult, k: int = 10) -> float
     """Mean fraction of the exact top-k found in the approximate top-k."""
     hits = [len(set(a[:k]) & set(e[:k])) / max(1, min(k, len(e))) for a, e in zip(approx.ids, exact.ids, strict=True)]
     return float(np.mean(hits)) if hits else 0.0
+
+
+@lru_cache(maxsize=16)
+def _load_cached(path: str, mtime: float) -> VectorIndex:  # noqa: ARG001 - mtime keys the cache
+    return VectorIndex.load(path)
+
+
+def load_cached(path: str | Path) -> VectorIndex:
+    """A saved index, loaded once per process and again when it is re-saved (keyed by its id list's mtime).
+
+    The object is shared: to extend an index, ``VectorIndex.load`` a private copy.
+    """
+    path = Path(path)
+    return _load_cached(str(path), path.with_suffix(".ids.json").stat().st_mtime)
