@@ -1,9 +1,9 @@
-"""Creative selection speed: scoring 100 creatives for one phrase, per scorer (target < 2 s on CPU).
+"""Creative selection speed: scoring 100 creatives for one phrase, per scorer (target < 0.2 s on CPU).
 
 Regions and image vectors are taken as cached (the Creative objects hold them, as core.matching.features
 loads them from the caches): 10 regions of 1280-d features per creative (the offline detector's size).
-The models have their production sizes (LXMERT-small: hidden 384, 3/1/1 layers; CLIP-style heads; early
-fusion MLP; ION at the paper's sizes) with untrained weights: scoring costs the same as with trained ones.
+The models have their production sizes (LXMERT-small: hidden 384, 3/1/1 layers; CLIP-style heads over regions;
+the early-fusion sequence Transformer over regions; ION at the paper's sizes) with untrained weights: scoring costs the same as with trained ones.
 The phrase is encoded inside the timed call (MiniLM for CLIP / early fusion, WordPieces for LXMERT, ION text).
 """
 
@@ -14,6 +14,8 @@ import time
 from typing import Any
 
 import numpy as np
+
+TARGET_SECONDS = 0.2
 
 
 def _creatives(n: int, region_dim: int = 1280, seed: int = 0):
@@ -54,7 +56,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     n, repeats = 100, 2 if quick else 5
     creatives = _creatives(n)
     phrase_vectors(["warm-up"])  # load MiniLM once (a server keeps it loaded)
-    results: dict[str, Any] = {"creatives": n, "device": device.name, "target_seconds": 2.0, "scorers": {}}
+    results: dict[str, Any] = {"creatives": n, "device": device.name, "target_seconds": TARGET_SECONDS, "scorers": {}}
     for name, scorer in _scorers().items():
         scorer.to(device.name).eval()
         scorer.score(["warm up phrase"], creatives[:4])
@@ -67,7 +69,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             times.append(time.perf_counter() - t)
         assert probs.shape == (1, n)
         p50 = statistics.median(times)
-        results["scorers"][name] = {"p50_seconds": round(p50, 4), "max_seconds": round(max(times), 4), "under_target": p50 < 2.0}
+        results["scorers"][name] = {"p50_seconds": round(p50, 4), "max_seconds": round(max(times), 4), "under_target": p50 < TARGET_SECONDS}
     return results
 
 

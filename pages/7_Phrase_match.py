@@ -160,8 +160,7 @@ def show_result(result: dict, creatives: dict) -> None:
                     best = sorted(range(len(result["creatives"])), key=lambda i, m=matrix: -m[p_idx][i])[:3]
                     for i in best:
                         best_card(result["creatives"][i], matrix[p_idx][i], creatives, widget_key=f"{name}-{p_idx}-{i}")
-    if "lxmert" in result["scores"]:
-        attention_view(result, creatives)
+    attention_view(result, creatives)
 
 
 def best_card(key: str, prob: float, creatives: dict, widget_key: str) -> None:
@@ -181,37 +180,66 @@ def best_card(key: str, prob: float, creatives: dict, widget_key: str) -> None:
 
 
 def attention_view(result: dict, creatives: dict) -> None:
-    """LXMERT's last cross-modality layer: how much each word attends to each region, drawn over the creative."""
+    """For one phrase and one creative, what each scorer looked at, side by side, drawn over the creative."""
     from core.matching.service import get_matcher, latest_matchers
 
-    st.subheader("LXMERT: which regions each word looks at")
-    c1, c2, c3 = st.columns([2, 3, 2])
+    st.subheader("What each scorer looked at")
+    st.caption("LXMERT, CLIP-style and early fusion see only the phrase and the picture; ION's scorer reads the ad text too.")
+    c1, c2 = st.columns([2, 3])
     phrase = c1.selectbox("Phrase", result["phrases"], key="pm_att_phrase")
     key = c2.selectbox("Creative", result["creatives"], key="pm_att_creative")
     creative = creatives.get(key)
-    info = latest_matchers(engine(), ["lxmert"]).get("lxmert")
-    if creative is None or info is None:
+    if creative is None:
         return
     if not len(creative.region_conf):
-        st.info("This creative has no detected region.")
+        st.info("This creative has no detected region: there is nothing to attend to.", icon=":material/crop_free:")
         return
-    att = get_matcher(info).cross_attention(phrase, creative)
-    word = c3.selectbox("Word piece", ["all words (mean)", *att["tokens"]], key="pm_att_word")
+    trained = latest_matchers(engine(), list(result["scores"]))
+    image = creative.extra.get("pil") if key.startswith("upload:") else load_creative(creative.image_path)
+    views = {name: get_matcher(info).explain(phrase, creative) for name, info in trained.items()}
+    views = {name: view for name, view in views.items() if view is not None}
+    if not views:
+        return
+    for tab, (name, view) in zip(st.tabs([figures.SCORER_LABELS[n] for n in views]), views.items(), strict=True):
+        with tab:
+            explanation_panel(name, view, phrase, image)
+
+
+def explanation_panel(name: str, view: dict, phrase: str, image) -> None:
     import numpy as np
 
-    weights = np.asarray(att["weights"])
-    row = weights.mean(0) if word.startswith("all") else weights[att["tokens"].index(word)]
-    image = creative.extra.get("pil") if key.startswith("upload:") else load_creative(creative.image_path)
+    st.caption(f"{md_escape(view['title'])}. {md_escape(view['note'])}")
+    weights = np.asarray(view["weights"], dtype=float)
+    columns = [f"r{i} {lab}" for i, lab in enumerate(view["labels"])]
+    row = weights
+    if view["tokens"] is not None:
+        word = st.selectbox("Word", ["all words (mean)", *view["tokens"]], key=f"pm_att_word_{name}")
+        row = weights.mean(0) if word.startswith("all") else weights[view["tokens"].index(word)]
     left, right = st.columns([3, 2])
     with left:
-        shown = figures.attention_overlay(image if image is not None else placeholder(), att["boxes_px"], row)
-        st.image(shown, caption=f"'{phrase}' · P(relevant) = {att['probability']:.3f} · darker = more attention", width="stretch")
+        shown = figures.attention_overlay(image if image is not None else placeholder(), view["boxes_px"], row)
+        st.image(shown, caption=f"'{phrase}' · P(relevant) = {view['probability']:.3f} · darker = more weight", width="stretch")
     with right:
-        table = pd.DataFrame(weights, index=att["tokens"], columns=[f"r{i} {lab}" for i, lab in enumerate(att["labels"])])
+        table = (pd.DataFrame(weights, index=view["tokens"], columns=columns) if view["tokens"] is not None
+                 else pd.DataFrame([weights], index=["weight"], columns=columns))
         st.dataframe(table.style.format("{:.2f}").background_gradient(axis=1, cmap="Purples"), width="stretch")
 
 
 # ---------------------------------------------------------------- evaluations
+
+
+def group_view(evaluation: dict) -> None:
+    """AUC per kind of pair beside the ceiling of a scorer that knows only which categories are visible."""
+    rows = figures.group_rows(evaluation)
+    if not rows:
+        return
+    st.markdown("**AUC by kind of pair**")
+    st.caption("*ceiling*: a scorer that knows exactly which categories are visible in each creative (ground truth) and "
+               "nothing else. *absent* / *visible*: relevant pairs against irrelevant ones whose category is absent from / "
+               "visible in the picture. A scorer that learns which visible object is the one sold can pass the ceiling on "
+               "*visible*. LXMERT, CLIP and early fusion see only the phrase and the picture; ION reads the ad text too.")
+    st.dataframe(pd.DataFrame(rows).set_index("scorer").style.format("{:.3f}", na_rep="–"), width="stretch")
+
 
 
 def evaluations_view() -> None:
@@ -228,6 +256,7 @@ def evaluations_view() -> None:
     st.caption(f"{summary.get('triples', '?')} (phrase, creative) pairs · {summary.get('phrases', '?')} phrases · "
                f"{summary.get('positives', '?')} relevant · 95% intervals by stratified bootstrap")
     st.dataframe(pd.DataFrame(figures.evaluation_rows(chosen)), hide_index=True, width="stretch")
+    group_view(chosen)
     left, right = st.columns(2)
     with left:
         st.plotly_chart(figures.roc_figure(chosen), key="pm_roc")

@@ -76,6 +76,9 @@ def test_train_match_evaluate_cli_and_page(catalog, home, tmp_path):
     assert ev["triples"] > 0 and ev["phrases"] > 0
     for name, row in ev["table"].items():
         assert 0 <= row["ci95"][0] <= row["auc"] <= row["ci95"][1] <= 1, name
+        groups = ev["scorers"][name]["groups"]  # split by seen / held-out category and language; no ground truth: no ceiling
+        assert groups["all"]["auc"] == pytest.approx(row["auc"], abs=1e-4) and "held-out" in groups and "en" in groups
+    assert ev["ceiling"] is None
     assert "grapes" not in train_phrases  # unseen category phrases never trained on
     judged = tmp_path / "judged.csv"
     judged.write_text("phrase,ad_id,label\nred fruit,apples-4,1\nred fruit,apples-5,1\nred fruit,ties-4,0\nred fruit,boots-5,0\n",
@@ -100,6 +103,11 @@ def test_train_match_evaluate_cli_and_page(catalog, home, tmp_path):
     assert panel["variant"].str.startswith("offline LXMERT-small").any() and panel["run"].notna().all()
     table = next(f for f in frames if "AUC" in f.columns)
     assert sorted(table["scorer"]) == ["CLIP", "Early fusion", "ION", "LXMERT"]
+    by_group = next(f for f in frames if {"all", "seen", "en"} <= set(f.columns))  # AUC per kind of pair (no ground truth: no ceiling)
+    assert sorted(by_group.index) == ["CLIP", "Early fusion", "ION", "LXMERT"]
     assert ((table["AUC"] >= 0) & (table["AUC"] <= 1)).all()
     words = next(f for f in frames if any(str(c).startswith("r0") for c in f.columns))  # LXMERT word-to-region attention
     assert len(words.columns) == 2 and abs(float(words.iloc[0].sum()) - 1.0) < 1e-3
+    # one view per scorer that can say what it looked at; ION's says that it reads the ad text
+    assert {"LXMERT", "CLIP", "Early fusion", "ION"} <= {t.label for t in at.tabs}
+    assert any("reads the ad text" in c.value for c in at.caption)

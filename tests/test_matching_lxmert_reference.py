@@ -63,6 +63,18 @@ def _reference(scorer, phrases, creatives):
     return out, vmask, tok["input_ids"]
 
 
+def _summary(scorer, ref, phrases):
+    """What the head reads, from the reference outputs: the pooled [CLS] output (pool="cls"), or the mean of the
+    language states over each phrase's word pieces (pool="mean", the default)."""
+    from core.matching.lxmert import MAX_TOKENS
+
+    if scorer.pool == "cls":
+        return ref.pooled_output
+    mask = scorer.tokenizer(list(phrases), padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")["attention_mask"]
+    weights = mask.float()[..., None]
+    return (ref.language_output * weights).sum(1) / weights.sum(1)
+
+
 def _check(got: dict, ref, vmask: torch.Tensor, input_ids: torch.Tensor) -> None:
     assert torch.equal(got["input_ids"], input_ids)
     assert_close(got["pooled"], ref.pooled_output, **TOL)
@@ -97,13 +109,19 @@ def test_offline_forward_equals_lxmert_model_with_gradients(tiny):
     assert scorer.lxmert.encoder.r_layers[0].attention.self.query.weight.grad.abs().sum() > 0
 
 
-def test_scores_are_the_head_on_the_reference_pooled_output(tiny):
+@pytest.mark.parametrize("pool", ["mean", "cls"])
+def test_scores_are_the_head_on_the_reference_outputs(tiny, pool):
     scorer, phrases, creatives = tiny
-    ref, _, _ = _reference(scorer, phrases, creatives)
-    with torch.no_grad():
-        expected = torch.sigmoid(scorer.head(ref.pooled_output))
-        assert_close(torch.sigmoid(scorer.pair_logits(phrases, creatives)), expected, **TOL)
-    grid = scorer.score(["red apples", "silk ties"], creatives[:4])
-    with torch.no_grad():
-        out, _, _ = _reference(scorer, ["red apples"] * 4 + ["silk ties"] * 4, creatives[:4] * 2)
-        assert_close(torch.from_numpy(grid).reshape(-1), torch.sigmoid(scorer.head(out.pooled_output)), **TOL)
+    scorer.pool = pool
+    try:
+        ref, _, _ = _reference(scorer, phrases, creatives)
+        with torch.no_grad():
+            expected = torch.sigmoid(scorer.head(_summary(scorer, ref, phrases)))
+            assert_close(torch.sigmoid(scorer.pair_logits(phrases, creatives)), expected, **TOL)
+        grid = scorer.score(["red apples", "silk ties"], creatives[:4])
+        with torch.no_grad():
+            grid_phrases = ["red apples"] * 4 + ["silk ties"] * 4
+            out, _, _ = _reference(scorer, grid_phrases, creatives[:4] * 2)
+            assert_close(torch.from_numpy(grid).reshape(-1), torch.sigmoid(scorer.head(_summary(scorer, out, grid_phrases))), **TOL)
+    finally:
+        scorer.pool = "mean"

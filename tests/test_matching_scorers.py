@@ -1,9 +1,10 @@
 """Each scorer: forward pass, a short training that lowers its loss, save/load; offline variant selection.
 
-The learning thresholds were measured over seeds 0-4 (torch.manual_seed and FitConfig.seed) with 1 and 2 torch
-threads: CLIP reaches a training AUC of 1.0 and early fusion a loss below 1e-3 every time; LXMERT, in its 18 steps,
-only learns the base rate (its loss falls to the entropy of the positive rate, training AUC about 0.5), which is
-what its test checks.
+The learning thresholds were measured over seeds 0-4 (torch.manual_seed and FitConfig.seed) with 1 torch thread:
+CLIP reaches a training AUC of 1.0 every time; LXMERT (mean-pooled language states, standardised regions, warm-up)
+reaches a loss under 1e-3 and a training AUC of 1.0 in 120 steps every time, where with LXMERT's own pooled [CLS]
+output (``pool="cls"``) it stayed near the base rate (0.86 AUC after 180 steps for seed 0); the early-fusion
+Transformer reaches 0.65-1.0.
 """
 
 from __future__ import annotations
@@ -97,11 +98,12 @@ def test_lxmert_forward_training_attention_and_roundtrip(data, tmp_path):
     assert "offline" in scorer.variant and "MiniLM" in scorer.variant
     _check_forward(scorer, creatives)
     before = scorer.mean_loss(triples, creatives)
-    fit = scorer.fit(triples, creatives, FitConfig(epochs=6, batch_size=12, lr=3e-4, seed=SEED))
+    fit = scorer.fit(triples, creatives, FitConfig(epochs=40, batch_size=12, lr=3e-4, seed=SEED))
     after = scorer.mean_loss(triples, creatives)
-    # over seeds 0-4: before 0.65-1.27, after within 0.02 of the base-rate loss 0.637 (and always below before)
-    assert after < before and after < _base_rate_loss(triples) + 0.05, (before, after, fit)
-    assert fit["steps"] == 18 and len(fit["epoch_loss"]) == 6
+    # over seeds 0-4: before 0.64-0.88, after < 1e-3 (the base-rate loss is 0.637): it learns which creative fits
+    assert after < 0.1 < _base_rate_loss(triples) and after < before, (before, after, fit)
+    assert _trained_auc(scorer, creatives, triples) > 0.95
+    assert fit["steps"] == 120 and len(fit["epoch_loss"]) == 40
     att = scorer.cross_attention("apples", creatives["c0-0"])
     weights = np.array(att["weights"])
     assert att["tokens"] == ["apples"] and weights.shape == (1, 3)
@@ -120,8 +122,8 @@ def test_clip_forward_contrastive_training_and_calibration(data, tmp_path):
 
     creatives, triples = data
     torch.manual_seed(SEED)
-    scorer = ClipScorer("offline")
-    assert "offline CLIP-style" in scorer.variant
+    scorer = ClipScorer("offline", region_dim=REGION_DIM)
+    assert "offline CLIP-style" in scorer.variant and "regions" in scorer.variant
     _check_forward(scorer, creatives)
     before = scorer.mean_loss(triples, creatives)
     fit = scorer.fit(triples, creatives, FitConfig(epochs=15, batch_size=12, lr=1e-3, seed=SEED))
@@ -129,6 +131,9 @@ def test_clip_forward_contrastive_training_and_calibration(data, tmp_path):
     assert after < before, (before, after)
     assert fit["platt"][0] > 0  # higher cosine -> more relevant
     assert _trained_auc(scorer, creatives, triples) > 0.9
+    view = scorer.explain("apples", creatives["c0-0"])  # pooling weights: the image vector's make-up, phrase-independent
+    assert view["tokens"] is None and sum(view["weights"]) == pytest.approx(1.0, abs=1e-5)
+    assert view["weights"] == scorer.explain("silk ties", creatives["c0-0"])["weights"]
     again = load_matcher(save_matcher(tmp_path / "clip.pt", scorer))
     assert np.allclose(again.score(["apples"], list(creatives.values())), scorer.score(["apples"], list(creatives.values())), atol=1e-6)
     with pytest.raises(ValueError, match="no zero-shot mode"):
@@ -140,13 +145,15 @@ def test_early_fusion_forward_and_training(data):
 
     creatives, triples = data
     torch.manual_seed(SEED)
-    scorer = EarlyFusionScorer(hidden=64)
+    scorer = EarlyFusionScorer(region_dim=REGION_DIM, d_model=64, layers=1)
     _check_forward(scorer, creatives)
     before = scorer.mean_loss(triples, creatives)
     scorer.fit(triples, creatives, FitConfig(epochs=30, batch_size=12, lr=3e-3, seed=SEED))
     after = scorer.mean_loss(triples, creatives)
-    assert after < before - 0.1, (before, after)
-    assert _trained_auc(scorer, creatives, triples) > 0.9  # seeds 0-4: 1.0; shuffled labels 0.52-0.58
+    assert after < before - 0.05, (before, after)  # seeds 0-4: 0.64-0.88 -> 0.21-0.63
+    assert _trained_auc(scorer, creatives, triples) > 0.6  # seeds 0-4: 0.65-1.0
+    view = scorer.explain("apples", creatives["c0-0"])
+    assert len(view["weights"]) == 3 and sum(view["weights"]) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_ion_scorer_text_only_phrase_and_platt(data, tmp_path):

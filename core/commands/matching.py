@@ -23,15 +23,19 @@ def train_matcher_cmd(
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="stop after this many optimiser steps")] = None,
     scope: ScopeOpt = "cached",
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    pairs: Annotated[int, typer.Option("--pairs", min=1, help="training pairs per phrase, x the evaluation sets' 16")] = 1,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", help="a scorer option KEY=VALUE (repeat), e.g. pool=cls, image=global (docs/creative_selection.md)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train one relevance scorer on the catalog's weakly labelled triples (training phrases only) and store it."""
-    from core.matching.service import train_matcher
+    from core.matching.service import parse_options, train_matcher
 
     try:
+        options = parse_options(option or [])
         with tqdm_progress(enabled=not as_json) as progress:
             result = train_matcher(scorer, variant=variant, epochs=epochs, batch_size=batch_size, lr=lr, max_steps=max_steps,
-                                   scope=scope, seed=seed, progress=progress)
+                                   scope=scope, seed=seed, options=options, pairs=pairs, progress=progress)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         fail(str(exc), as_json)
     fit = result["metrics"]["fit"]
@@ -100,9 +104,26 @@ def evaluate_matching_cmd(
     for name, row in result["table"].items():
         lines.append(f"{name:<8} {row['auc']:>6.3f}  [{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}]   {row['map@10'] or 0:>7.3f} "
                      f"{row['ndcg@10'] or 0:>8.3f} {row['ece']:>6.3f}  {row['variant']}")
+    lines += group_table(result)
     if result["untrained"]:
         lines.append(f"not trained: {', '.join(result['untrained'])}")
     emit(result, as_json, "\n".join(lines))
+
+
+def group_table(result: dict) -> list[str]:
+    """AUC per group (core.matching.ceiling) for each scorer, with the visible-category oracle's ceiling first."""
+    rows = {name: r.get("groups", {}) for name, r in result["scorers"].items()}
+    if result.get("ceiling"):
+        rows = {"ceiling": result["ceiling"], **rows}
+    groups = [g for g in ("all", "absent", "visible", "seen", "held-out", "en", "zh") if any(g in r for r in rows.values())]
+    if not groups:
+        return []
+    lines = ["AUC by group (ceiling: a scorer that knows which categories are visible in each creative)",
+             f"{'':<8} " + " ".join(f"{g:>9}" for g in groups)]
+    for name, r in rows.items():
+        cells = [r.get(g, {}).get("auc") for g in groups]
+        lines.append(f"{name:<8} " + " ".join(f"{'-' if v is None else f'{v:.3f}':>9}" for v in cells))
+    return lines
 
 
 __all__ = ["evaluate_matching_cmd", "match_cmd", "train_matcher_cmd"]

@@ -46,6 +46,10 @@ def train(
         "--sca", help="ION: additive (default: the text re-orders the regions) | literal (eq. 6 as printed)")] = None,
     region_drop: Annotated[float | None, typer.Option(
         "--region-drop", help="share of training ads shown without regions (teaches phrase-only queries; 0 = the paper)")] = None,
+    vocab: Annotated[str | None, typer.Option(
+        "--vocab", help="train (default: words of the training ads) | catalogue (words of every catalogue text, no labels)")] = None,
+    word_tuning: Annotated[str | None, typer.Option(
+        "--word-tuning", help="tuned (default: the word table trains) | frozen (words keep their MiniLM vectors)")] = None,
     recipe: Annotated[str | None, typer.Option(
         "--recipe", help="adlens (default) | paper: every deviation from the paper off at once (explicit options still win)")] = None,
     detector: Annotated[str | None, typer.Option("--detector", help="auto | yolo | offline")] = None,
@@ -59,6 +63,7 @@ def train(
 
     options = {k: v for k, v in {"epochs": epochs, "seed": seed, "k1": k1, "k2": k2, "margin": margin, "keyword_weight": rho,
                                  "lr": lr, "neck": neck, "sca": sca, "recipe": recipe, "region_drop": region_drop,
+                                 "vocab": vocab, "word_tuning": word_tuning,
                                  "detector": detector}.items() if v is not None}
     if model not in ("ion", "totyemb"):
         options = {k: v for k, v in {"seed": seed, "detector": detector}.items() if v is not None}

@@ -59,7 +59,7 @@ from core.embed.layers import (
     masked_sum,
     top_regions,
 )
-from core.embed.word_vectors import check_word_init
+from core.embed.word_vectors import check_vocab_options, check_word_init
 
 ION_ABLATIONS = frozenset({"ksg", "sca", "dfa"})
 ION_NECKS = ("batchnorm", "none")
@@ -88,10 +88,13 @@ class IONConfig:
     neck: str = "batchnorm"  # "batchnorm" (parameter-free BatchNorm1d on f before ||f|| = 1) or "none" (the paper's head)
     sca: str = "additive"  # "additive" (text-region interaction) or "literal" (eq. 6 as printed: the text shifts every region alike)
     region_norm: str = "standardise"  # "standardise" (training regions' mean / std before FFN_r) or "none" (the paper)
+    vocab: str = "train"  # words of the training ads ("train") or of every catalogue ad's text ("catalogue"; no labels)
+    word_tuning: str = "tuned"  # the word table is trained ("tuned") or kept at its initial vectors ("frozen")
 
     def __post_init__(self) -> None:
         self.ablate = frozenset(self.ablate)
         check_word_init(self.word_init)
+        check_vocab_options(self.vocab, self.word_tuning)
         if self.neck not in ION_NECKS:
             raise ValueError(f"unknown ION neck {self.neck!r}; choose from {list(ION_NECKS)}")
         if self.sca not in ION_SCA_FORMS:
@@ -152,6 +155,7 @@ class ION(nn.Module):
         self.config = config
         d, p = config.d_model, config.dropout
         self.text = TextEncoder(config.vocab_size, d, config.layers, config.heads, p, config.max_words, config.text_norm)
+        self.text.word.weight.requires_grad_(config.word_tuning == "tuned")
         self.region = RegionProjection(config.region_dim, d, p)
         if "ksg" not in config.ablate:
             self.keyword_head = nn.Linear(d, 2)  # binary softmax classifier per word

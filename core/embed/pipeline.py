@@ -106,8 +106,12 @@ def fit_and_evaluate(
     min_word_freq: int = 1,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
+    catalogue_texts: Sequence[str] = (),
 ) -> FitResult:
-    """Tokenize, build the vocabulary from the training ads, train, and report Hit P@1..10 seen / unseen on test."""
+    """Tokenize, build the vocabulary, train, and report Hit P@1..10 seen / unseen on test.
+
+    The vocabulary holds the training ads' words, or (model option ``vocab="catalogue"``) the words of every text given:
+    ``texts`` (all splits) and ``catalogue_texts`` (unlabelled catalogue ads); no label is read for it."""
     options = dict(model_options or {})
     cfg = train_config or TrainConfig(sampler="balanced" if kind == "ion" else "random")
     tokenized: list[list[Word]] = []
@@ -115,7 +119,11 @@ def fit_and_evaluate(
         tokenized.append(tokenize(text))
         if i % 200 == 0:
             progress(i, len(texts), "tokenize: ad texts")
-    vocab = Vocabulary.build([[w.text for w in tokenized[i]] for i in split.train], min_freq=min_word_freq)
+    if options.get("vocab", "train") == "catalogue":
+        vocab_words = [[w.text for w in words] for words in tokenized] + [[w.text for w in tokenize(t)] for t in catalogue_texts]
+    else:
+        vocab_words = [[w.text for w in tokenized[i]] for i in split.train]
+    vocab = Vocabulary.build(vocab_words, min_freq=min_word_freq)
     labels_arr = np.asarray(labels)
     k1 = int(options.get("k1", 20))
     max_words = int(options.setdefault("max_words", max_words))  # one length for training, validation, test and inference

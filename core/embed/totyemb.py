@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.embed.layers import RegionProjection, TextEncoder, check_region_norm, ffn, gather_regions, masked_max, masked_softmax, top_regions
-from core.embed.word_vectors import check_word_init
+from core.embed.word_vectors import check_vocab_options, check_word_init
 
 TOTYEMB_ABLATIONS = frozenset({"pointer", "image"})
 
@@ -51,10 +51,13 @@ class ToTYEmbConfig:
     text_norm: str = "pre"  # LayerNorm placement in the text Transformer: "pre" (trains stably from scratch) or "post"
     word_init: str = "minilm"  # word table starts from MiniLM static vectors ("minilm", core.embed.word_vectors) or N(0, 1) ("random")
     region_norm: str = "standardise"  # "standardise" (training regions' mean / std before the region FFN) or "none" (the paper)
+    vocab: str = "train"  # words of the training ads ("train") or of every catalogue ad's text ("catalogue"; no labels)
+    word_tuning: str = "tuned"  # the word table is trained ("tuned") or kept at its initial vectors ("frozen")
 
     def __post_init__(self) -> None:
         self.ablate = frozenset(self.ablate)
         check_word_init(self.word_init)
+        check_vocab_options(self.vocab, self.word_tuning)
         check_region_norm(self.region_norm)
         unknown = self.ablate - TOTYEMB_ABLATIONS
         if unknown:
@@ -111,6 +114,7 @@ class ToTYEmb(nn.Module):
         self.config = config
         d, p = config.d_model, config.dropout
         self.text = TextEncoder(config.vocab_size, d, config.layers, config.heads, p, config.max_words, config.text_norm)
+        self.text.word.weight.requires_grad_(config.word_tuning == "tuned")
         self.word_score = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, 1, bias=False))  # eq. 10
         with_image = "image" not in config.ablate
         if with_image:

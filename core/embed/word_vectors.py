@@ -22,9 +22,20 @@ from core.embed.text import PAD_ID, UNK_ID
 WORD_INITS = ("minilm", "random")  # the configs' ``word_init``: this module's vectors, or nn.Embedding's N(0, 1)
 
 
+VOCABS = ("train", "catalogue")  # the configs' ``vocab``: words of the training ads, or of every catalogue text
+WORD_TUNINGS = ("tuned", "frozen")  # the configs' ``word_tuning``: the word table trains, or keeps its initial vectors
+
+
 def check_word_init(value: str) -> None:
     if value not in WORD_INITS:
         raise ValueError(f"word_init must be 'minilm' or 'random', got {value!r}")
+
+
+def check_vocab_options(vocab: str, word_tuning: str) -> None:
+    if vocab not in VOCABS:
+        raise ValueError(f"vocab must be one of {', '.join(VOCABS)}, got {vocab!r}")
+    if word_tuning not in WORD_TUNINGS:
+        raise ValueError(f"word_tuning must be one of {', '.join(WORD_TUNINGS)}, got {word_tuning!r}")
 
 
 @lru_cache(maxsize=1)

@@ -33,6 +33,24 @@ def phrase_vectors(phrases: Sequence[str]) -> np.ndarray:
     return np.stack([_PHRASE_CACHE[p] for p in phrases]) if phrases else np.zeros((0, 384), np.float32)
 
 
+_TOKEN_CACHE: dict[str, np.ndarray] = {}
+
+
+def phrase_token_states(phrases: Sequence[str], max_tokens: int = 24) -> list[np.ndarray]:
+    """MiniLM's last-layer state of every WordPiece of each phrase ([CLS] and [SEP] included), cached in-process.
+    -> one float32 [T_i, 384] array per phrase (T_i <= ``max_tokens``)."""
+    from core.embed.baselines import _minilm
+
+    todo = sorted({p for p in phrases if p not in _TOKEN_CACHE})
+    if todo:
+        model = _minilm("cpu")
+        model.max_seq_length = max_tokens
+        states = model.encode(todo, output_value="token_embeddings", convert_to_numpy=False, show_progress_bar=False)
+        for p, st in zip(todo, states, strict=True):
+            _TOKEN_CACHE[p] = st.detach().cpu().numpy().astype(np.float32)
+    return [_TOKEN_CACHE[p] for p in phrases]
+
+
 @dataclass
 class FitConfig:
     epochs: int = 3
@@ -42,6 +60,7 @@ class FitConfig:
     seed: int = 0
     device: str = "cpu"
     max_steps: int | None = None  # stop after this many optimiser steps (tests, quick runs)
+    warmup: float = 0.1  # share of the steps over which the learning rate rises linearly from 0; then it falls linearly to 10%
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,6 +85,16 @@ def platt_fit(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     model = LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-10, max_iter=200)
     model.fit(np.r_[s, s][:, None], np.r_[np.ones(len(s)), np.zeros(len(s))], sample_weight=np.r_[t, 1 - t])
     return float(model.coef_[0, 0]), float(model.intercept_[0])
+
+
+def warmup_then_linear(step: int, total: int, warmup: float) -> float:
+    """Learning-rate factor at ``step`` of ``total``: linear rise over the first ``warmup`` share, then linear fall to 0.1."""
+    ramp = max(1, int(round(warmup * total)))
+    if warmup > 0 and step < ramp:
+        return (step + 1) / ramp
+    tail = max(1, total - (ramp if warmup > 0 else 0))
+    done = step - (ramp if warmup > 0 else 0)
+    return max(0.1, 1.0 - 0.9 * done / tail)
 
 
 class MatchScorer(nn.Module):
@@ -96,6 +125,13 @@ class MatchScorer(nn.Module):
         flat = torch.cat(out).numpy() if out else np.zeros(0, np.float32)
         return flat.reshape(len(phrases), len(creatives)).astype(np.float32)
 
+    def explain(self, phrase: str, creative: Creative) -> dict | None:  # noqa: ARG002 - the interface
+        """What the scorer looked at for one pair, for the Phrase match page, or None when it has no such view.
+
+        -> {"title", "note", "tokens": [T] or None, "weights": [T, k] (rows over the creative's k regions) or [k],
+        "boxes_px": [k, 4], "labels": [k], "probability"}."""
+        return None
+
     def info(self) -> dict:
         return {"scorer": self.name, "variant": self.variant, "reason": self.reason}
 
@@ -118,6 +154,13 @@ class MatchScorer(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Optimiser parameter groups (one group at ``lr`` unless a scorer gives its new layers their own rate)."""
+        return [{"params": self.trainable_parameters(), "lr": lr}]
+
+    def prepare(self, creatives: Sequence[Creative]) -> None:
+        """Statistics a scorer takes from its training creatives before the first step (e.g. region standardisation)."""
+
     def fit(self, triples: Sequence[Triple], creatives: dict[str, Creative], cfg: FitConfig | None = None,
             progress: ProgressFn = no_progress) -> dict:
         """Minimise ``triple_loss`` with AdamW over shuffled mini-batches; returns the loss per epoch."""
@@ -127,10 +170,13 @@ class MatchScorer(nn.Module):
             raise ValueError("no training triple has a loaded creative")
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
+        self.prepare([creatives[a] for a in sorted({t.ad_id for t in triples})])
         self.to(cfg.device)
-        opt = torch.optim.AdamW(self.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(self.parameter_groups(cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
         history, steps, started = [], 0, time.perf_counter()
         n_batches = math.ceil(len(triples) / cfg.batch_size)
+        total_steps = min(cfg.epochs * n_batches, cfg.max_steps or cfg.epochs * n_batches)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_then_linear(step, total_steps, cfg.warmup))
         for epoch in range(cfg.epochs):
             self.train()
             order = rng.permutation(len(triples))
@@ -141,6 +187,7 @@ class MatchScorer(nn.Module):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                scheduler.step()
                 total += loss.item() * len(batch)
                 steps += 1
                 progress(epoch * n_batches + b + 1, cfg.epochs * n_batches, f"train {self.name}: epoch {epoch + 1}, loss {loss.item():.4f}")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from sqlalchemy import Engine, select
 
 from core.filestore import get_array, put_array, resolve
@@ -130,3 +131,51 @@ def creative_from_image(image, key: str, text: str = "", *, detector: str | None
     feats, norm, conf, px, labels = _regions_arrays(det, width, height, max_regions)
     vec = image_embeddings([image], device=device)[0]
     return Creative(key, vec, feats, norm, conf, text, px, labels, None, width, height, extra={"pil": image})
+
+
+
+class RegionInputs(torch.nn.Module):
+    """A batch of creatives' top regions as tensors, standardised by statistics taken from training creatives
+    (buffers ``mean`` / ``std``, saved with the scorer; :meth:`fit` sets them).
+
+    ``forward(creatives)`` -> feats [B, V, D] (standardised; zeros on padding), geometry [B, V, 5] (box x1, y1, x2, y2 in
+    [0, 1] and detector confidence), mask [B, V] (True = a region). A creative without regions gets one slot holding its
+    global image vector when that has the regions' size (EfficientNet-Lite0 descriptors and the global vector are both
+    1280-d), else zeros, with the whole image as its box.
+    """
+
+    def __init__(self, region_dim: int, max_regions: int = MAX_REGIONS) -> None:
+        super().__init__()
+        self.region_dim, self.max_regions = int(region_dim), int(max_regions)
+        self.register_buffer("mean", torch.zeros(self.region_dim))
+        self.register_buffer("std", torch.ones(self.region_dim))
+
+    def fit(self, creatives: Sequence[Creative]) -> None:
+        feats = [c.region_feats[: self.max_regions] for c in creatives if len(c.region_conf) and c.region_dim == self.region_dim]
+        if feats:
+            x = torch.from_numpy(np.concatenate(feats).astype(np.float32))
+            self.mean.copy_(x.mean(0))
+            self.std.copy_(x.std(0).clamp_min(1e-4))
+
+    def forward(self, creatives: Sequence[Creative]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        v = max(1, min(self.max_regions, max((len(c.region_conf) for c in creatives), default=1)))
+        feats = np.zeros((len(creatives), v, self.region_dim), np.float32)
+        geom = np.zeros((len(creatives), v, 5), np.float32)
+        mask = np.zeros((len(creatives), v), bool)
+        for i, c in enumerate(creatives):
+            k = min(v, len(c.region_conf))
+            if k and c.region_dim != self.region_dim:
+                raise ValueError(f"creative {c.key}: region features are {c.region_dim}-d, this scorer was built for {self.region_dim}-d")
+            if k == 0:
+                if c.image_vec.shape[-1] == self.region_dim:
+                    feats[i, 0] = c.image_vec
+                geom[i, 0, :4] = (0, 0, 1, 1)
+                mask[i, 0] = True
+                continue
+            feats[i, :k] = c.region_feats[:k]
+            geom[i, :k, :4], geom[i, :k, 4] = c.region_boxes[:k], c.region_conf[:k]
+            mask[i, :k] = True
+        device = self.mean.device
+        m = torch.from_numpy(mask).to(device)
+        x = (torch.from_numpy(feats).to(device) - self.mean) / self.std * m[..., None]
+        return x, torch.from_numpy(geom).to(device), m

@@ -81,3 +81,19 @@ def attention_overlay(image: Image.Image, boxes_px: Sequence[Sequence[float]], w
             continue
         draw.rectangle([x1, y1, x2, y2], fill=(*color, int(110 * strength)), outline=(*color, int(80 + 175 * strength)), width=line)
     return Image.alpha_composite(base, layer).convert("RGB")
+
+
+GROUPS = ("all", "absent", "visible", "seen", "held-out", "en", "zh")
+
+
+def group_rows(evaluation: dict) -> list[dict]:
+    """One row per scorer (the visible-category ceiling first, when the set has ground truth): AUC per group."""
+    rows = []
+    ceiling = evaluation.get("summary", {}).get("ceiling")
+    sources = ([("ceiling", ceiling)] if ceiling else []) + [
+        (SCORER_LABELS.get(name, name), r.get("groups")) for name, r in evaluation.get("scorers", {}).items()]
+    for label, groups in sources:
+        if groups:
+            rows.append({"scorer": label, **{g: (groups.get(g) or {}).get("auc") for g in GROUPS if any(
+                g in (gr or {}) for _, gr in sources)}})
+    return rows

@@ -61,6 +61,29 @@ class IonScorer(MatchScorer):
                 c.extra["ion"] = v
         return np.stack([c.extra["ion"] for c in creatives]) if creatives else np.zeros((0, self.model.config.d_out), np.float32)
 
+    def explain(self, phrase: str, creative: Creative) -> dict | None:
+        """ION's DFA affinity (beta) of each word of the *ad text* with each kept region; regions SCA dropped get 0."""
+        from core.embed.attention import ion_attention
+
+        d = self.model.config.region_dim
+        if not len(creative.region_conf) or creative.region_dim != d:
+            return None
+        att = ion_attention(self.model, self.vocab, creative.text or " ", creative.region_feats, creative.region_conf,
+                            device=str(next(self.model.parameters()).device))
+        if att.beta is None or not att.words:
+            return None
+        k = len(creative.region_conf)
+        weights = np.zeros((len(att.words), k), np.float32)
+        for j, region in enumerate(att.kept):
+            if region < k:
+                weights[:, region] = att.beta[:, j]
+        return {"title": "ION: DFA affinity (beta) of each word of the ad text with each region SCA kept",
+                "note": "ION's scorer reads the ad text as well as the picture: it compares the phrase (as text) with the "
+                        "ad's embedding, built from the ad text and the regions its text picked. The other scorers see only "
+                        "the phrase and the picture.",
+                "tokens": att.words, "weights": weights.tolist(), "boxes_px": creative.boxes_px[:k].tolist(),
+                "labels": creative.labels[:k], "probability": float(self.score([phrase], [creative])[0, 0])}
+
     def cosine(self, phrases: Sequence[str], creatives: Sequence[Creative]) -> np.ndarray:
         p = self.phrase_embeddings(phrases) - self.phrase_mean.cpu().numpy()
         c = self.creative_embeddings(creatives) - self.creative_mean.cpu().numpy()

@@ -37,6 +37,8 @@ from core.matching.features import Creative
 PRETRAINED_NAME = "unc-nlp/lxmert-base-uncased"
 PRETRAINED_VISUAL_DIM = 2048
 MAX_TOKENS = 24
+POOLS = ("mean", "cls")  # what the head reads: the mean of the language states, or LXMERT's pooled [CLS] (the paper)
+REGION_NORMS = ("standardise", "none")  # region features standardised by the training creatives' statistics, or raw
 
 
 def minilm_path() -> str:
@@ -96,18 +98,34 @@ class LxmertScorer(MatchScorer):
     name = "lxmert"
 
     def __init__(self, region_dim: int, *, variant: str = "offline", l_layers: int = 3, x_layers: int = 1, r_layers: int = 1,
-                 max_regions: int = 10, init_language: bool = True) -> None:
+                 max_regions: int = 10, init_language: bool = True, pool: str = "mean", region_norm: str = "standardise",
+                 new_lr_scale: float = 1.0, tune_language: bool = True, null_region: bool = False,
+                 base_config: dict | None = None) -> None:
         super().__init__()
         from transformers import AutoTokenizer, LxmertConfig, LxmertModel
 
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
+        if region_norm not in REGION_NORMS:
+            raise ValueError(f"region_norm must be one of {', '.join(REGION_NORMS)}, got {region_norm!r}")
         self.region_dim, self.max_regions, self.kind = int(region_dim), int(max_regions), variant
+        self.pool, self.region_norm, self.new_lr_scale, self.tune_language = pool, region_norm, float(new_lr_scale), bool(tune_language)
+        self.null_region = bool(null_region)
         self.layers = (int(l_layers), int(x_layers), int(r_layers))
-        if variant == "pretrained":
-            self.tokenizer = AutoTokenizer.from_pretrained(PRETRAINED_NAME)
-            self.lxmert = LxmertModel.from_pretrained(PRETRAINED_NAME)
+        self.register_buffer("region_mean", torch.zeros(self.region_dim))
+        self.register_buffer("region_std", torch.ones(self.region_dim))
+        if variant in ("pretrained", "random-base"):
+            if variant == "pretrained":
+                self.tokenizer = AutoTokenizer.from_pretrained(PRETRAINED_NAME)
+                self.lxmert = LxmertModel.from_pretrained(PRETRAINED_NAME)
+                self.copied: list[str] = [name for name, _ in self.lxmert.named_parameters()]
+                self.variant = f"pretrained {PRETRAINED_NAME} + region adapter {self.region_dim}->2048, fine-tuned"
+            else:  # the pretrained path's architecture and code with random weights: what the suite runs offline
+                self.tokenizer = AutoTokenizer.from_pretrained(minilm_path())  # the same BERT uncased WordPiece vocabulary
+                self.lxmert = LxmertModel(LxmertConfig(**(base_config or {})))
+                self.copied = []
+                self.variant = "LXMERT-base architecture with random weights (tests of the pretrained path)"
             self.adapter = nn.Linear(self.region_dim, PRETRAINED_VISUAL_DIM)
-            self.copied: list[str] = ["all (pretrained checkpoint)"]
-            self.variant = f"pretrained {PRETRAINED_NAME} + region adapter {self.region_dim}->2048, fine-tuned"
         else:
             self.tokenizer = AutoTokenizer.from_pretrained(minilm_path())
             cfg = LxmertConfig(vocab_size=self.tokenizer.vocab_size, hidden_size=384, num_attention_heads=12, intermediate_size=1536,
@@ -123,24 +141,60 @@ class LxmertScorer(MatchScorer):
     def config_dict(self) -> dict:
         l_layers, x_layers, r_layers = self.layers
         return {"region_dim": self.region_dim, "variant": self.kind, "l_layers": l_layers, "x_layers": x_layers,
-                "r_layers": r_layers, "max_regions": self.max_regions}
+                "r_layers": r_layers, "max_regions": self.max_regions, "pool": self.pool, "region_norm": self.region_norm,
+                "new_lr_scale": self.new_lr_scale, "tune_language": self.tune_language, "null_region": self.null_region,
+                **({"base_config": self.lxmert.config.to_dict()} if self.kind in ("pretrained", "random-base") else {})}
+
+    # -- training hooks (core.matching.base.MatchScorer.fit) ------------------------------------------------
+    def prepare(self, creatives: Sequence[Creative]) -> None:
+        """Region standardisation statistics from the training creatives' top regions (``region_norm="standardise"``)."""
+        if self.region_norm != "standardise":
+            return
+        feats = [c.region_feats[: self.max_regions] for c in creatives if len(c.region_conf) and c.region_dim == self.region_dim]
+        if not feats:
+            return
+        x = torch.from_numpy(np.concatenate(feats).astype(np.float32))
+        self.region_mean.copy_(x.mean(0))
+        self.region_std.copy_(x.std(0).clamp_min(1e-4))
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Weights copied from a pretrained model train at ``lr``; the new ones (region encoder, object and cross-attention
+        layers, head) at ``lr * new_lr_scale``: at one small rate the random parts barely move before the copied ones drift."""
+        copied = set(self.copied)
+        old, new = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (old if name.startswith("lxmert.") and name[len("lxmert."):] in copied else new).append(p)
+        if not self.tune_language:  # the copied (pretrained) weights stay as they are: only the new parts learn
+            for p in old:
+                p.requires_grad_(False)
+            old = []
+        groups = [{"params": old, "lr": lr}, {"params": new, "lr": lr * self.new_lr_scale}]
+        return [g for g in groups if g["params"]]
 
     def _visual(self, creatives: Sequence[Creative], device) -> tuple[Tensor, Tensor, Tensor]:
-        """-> feats [B, V, D_r], boxes [B, V, 4], mask [B, V] (a creative without regions gets one empty full-image slot)."""
-        v = max(1, min(self.max_regions, max((len(c.region_conf) for c in creatives), default=1)))
+        """-> feats [B, V, D_r], boxes [B, V, 4], mask [B, V]. A creative without regions gets one empty full-image slot;
+        with ``null_region`` every creative has that slot first (a place for words that match no region to attend to)."""
+        lead = 1 if self.null_region else 0
+        v = lead + max(1 - lead, min(self.max_regions, max((len(c.region_conf) for c in creatives), default=1)))
         feats = np.zeros((len(creatives), v, self.region_dim), np.float32)
         boxes = np.zeros((len(creatives), v, 4), np.float32)
         mask = np.zeros((len(creatives), v), np.float32)
         for i, c in enumerate(creatives):
-            k = min(v, len(c.region_conf))
+            k = min(v - lead, len(c.region_conf))
             if k and c.region_dim != self.region_dim:
                 raise ValueError(f"creative {c.key}: region features are {c.region_dim}-d, this scorer was built for {self.region_dim}-d")
-            if k == 0:
+            if k == 0 or lead:
                 boxes[i, 0] = (0, 0, 1, 1)
                 mask[i, 0] = 1
-                continue
-            feats[i, :k], boxes[i, :k], mask[i, :k] = c.region_feats[:k], c.region_boxes[:k], 1
-        return torch.from_numpy(feats).to(device), torch.from_numpy(boxes).to(device), torch.from_numpy(mask).to(device)
+            if k:
+                feats[i, lead:lead + k], boxes[i, lead:lead + k], mask[i, lead:lead + k] = c.region_feats[:k], c.region_boxes[:k], 1
+        x = torch.from_numpy(feats).to(device)
+        m = torch.from_numpy(mask).to(device)
+        if self.region_norm == "standardise":
+            x = (x - self.region_mean) / self.region_std * m[..., None]
+        return x, torch.from_numpy(boxes).to(device), m
 
     def train(self, mode: bool = True) -> LxmertScorer:
         self._cache_token = uuid.uuid4().hex  # weights may change: forget cached object states
@@ -183,7 +237,8 @@ class LxmertScorer(MatchScorer):
         layer only the language stream (what the pooled output reads) is computed, unless ``vision_output``.
         tests/test_matching_lxmert_reference.py checks every output against ``LxmertModel.forward`` with the same weights.
 
-        -> {"pooled": [B, H] (LxmertModel's pooled_output), "language": [B, T, H] (its language_output),
+        -> {"pooled": [B, H] (LxmertModel's pooled_output), "summary": [B, H] (what the head reads: ``pooled``, or with
+        ``pool="mean"`` the mean of the language states over the phrase's tokens), "language": [B, T, H] (its language_output),
         "cross_attention": [B, heads, T, V] (language -> vision attention of the last cross layer) or None,
         "input_ids": [B, T]} for the B aligned pairs; with ``vision_output`` also "vision": [B, V, H] (its
         vision_output) and "vision_mask": [B, V]. Vision positions where the mask is 0 are padding: with no gradient in
@@ -217,17 +272,30 @@ class LxmertScorer(MatchScorer):
             attention = cross[1] if output_attentions else None
             lang_att = x.lang_self_att(cross[0], l_ext)[0]
             lang = x.lang_output(x.lang_inter(lang_att), lang_att)
-        result = {"pooled": m.pooler(lang), "language": lang, "cross_attention": attention, "input_ids": tok["input_ids"][pi]}
+        pooled = m.pooler(lang)
+        if self.pool == "mean":
+            weights = lmask.to(lang.dtype)[..., None]
+            summary = (lang * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        else:
+            summary = pooled
+        result = {"pooled": pooled, "summary": summary, "language": lang, "cross_attention": attention, "input_ids": tok["input_ids"][pi]}
         if vision_output:
             result |= {"vision": vis, "vision_mask": vmask}
         return result
 
     def pair_logits(self, phrases: Sequence[str], creatives: Sequence[Creative]) -> Tensor:
-        return self.head(self.encode(phrases, creatives)["pooled"])
+        return self.head(self.encode(phrases, creatives)["summary"])
 
     @torch.no_grad()
     def score(self, phrases: Sequence[str], creatives: Sequence[Creative], batch_size: int = 512) -> np.ndarray:
         return super().score(phrases, creatives, batch_size=batch_size)
+
+    def explain(self, phrase: str, creative: Creative) -> dict | None:
+        if not len(creative.region_conf):
+            return None
+        return self.cross_attention(phrase, creative) | {
+            "title": "LXMERT: attention of each word piece to each region (last cross-modality layer, mean over heads)",
+            "note": "LXMERT sees the phrase and the picture's regions, not the ad text."}
 
     @torch.no_grad()
     def cross_attention(self, phrase: str, creative: Creative) -> dict:
@@ -241,8 +309,9 @@ class LxmertScorer(MatchScorer):
         k = len(creative.region_conf)
         tokens = self.tokenizer.convert_ids_to_tokens(out["input_ids"][0].tolist())
         keep = [i for i, t in enumerate(tokens) if t not in ("[CLS]", "[SEP]", "[PAD]")]
-        weights = att[keep, :max(k, 1)].cpu().numpy()
+        lead = 1 if self.null_region else 0
+        weights = att[keep, lead:lead + max(k, 1)].cpu().numpy()
         if k:
             weights = weights / np.maximum(weights.sum(1, keepdims=True), 1e-12)
         return {"tokens": [tokens[i] for i in keep], "weights": weights.tolist(), "boxes_px": creative.boxes_px[:k].tolist(),
-                "labels": creative.labels[:k], "probability": float(torch.sigmoid(self.head(out["pooled"]))[0])}
+                "labels": creative.labels[:k], "probability": float(torch.sigmoid(self.head(out["summary"]))[0])}

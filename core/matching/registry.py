@@ -55,6 +55,31 @@ def choose_variant(scorer: str, requested: str = "auto") -> VariantChoice:
     return VariantChoice(scorer, "pretrained", f"auto: network available ({why}); {PRETRAINED_WEIGHTS[scorer]}")
 
 
+def scorer_class(scorer: str) -> type[MatchScorer]:
+    if scorer == "lxmert":
+        from core.matching.lxmert import LxmertScorer
+
+        return LxmertScorer
+    if scorer == "clip":
+        from core.matching.clip import ClipScorer
+
+        return ClipScorer
+    from core.matching.early_fusion import EarlyFusionScorer
+
+    return EarlyFusionScorer
+
+
+def _check_options(scorer: str, options: dict) -> None:
+    """Unknown option names fail with the list of known ones (rather than a TypeError deep in a constructor)."""
+    import inspect
+
+    known = [n for n, p in inspect.signature(scorer_class(scorer).__init__).parameters.items()
+             if n not in ("self", "region_dim", "variant") and p.kind is not p.VAR_KEYWORD]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {scorer} option(s) {', '.join(unknown)}: choose from {', '.join(known)}")
+
+
 def build_scorer(scorer: str, requested: str = "auto", *, region_dim: int = 1280, options: dict | None = None) -> MatchScorer:
     """A fresh (untrained) scorer of the chosen variant; ``ion`` is built by core.matching.service (it needs an ION model)."""
     choice = choose_variant(scorer, requested)
@@ -63,18 +88,14 @@ def build_scorer(scorer: str, requested: str = "auto", *, region_dim: int = 1280
         raise ValueError("the ION scorer is built from an ION model: use core.matching.service.train_matcher('ion')")
 
     def make(variant: str) -> MatchScorer:
+        cls = scorer_class(choice.scorer)
         if choice.scorer == "lxmert":
-            from core.matching.lxmert import LxmertScorer
-
-            return LxmertScorer(region_dim, variant=variant, **options)
+            return cls(region_dim, variant=variant, **options)
         if choice.scorer == "clip":
-            from core.matching.clip import ClipScorer
+            return cls(variant, region_dim=region_dim, **options)
+        return cls(region_dim=region_dim, **options)
 
-            return ClipScorer(variant, **options)
-        from core.matching.early_fusion import EarlyFusionScorer
-
-        return EarlyFusionScorer(**options)
-
+    _check_options(choice.scorer, options)
     reason = choice.reason
     try:
         model = make(choice.variant)

@@ -31,7 +31,8 @@ from core.store import Ad, get_engine, session_scope
 FORMAT = "adlens-matcher/1"
 DEFAULT_LR = {"lxmert": 1e-4, "clip": 1e-3, "early": 1e-3, "ion": 0.0}
 MIN_CACHED_ADS = 20
-OPTIONAL_KEYS = {"phrase_mean", "creative_mean"}  # ION centring, absent from older checkpoints (zeros = no centring)
+# absent from older checkpoints: ION centring (zeros = no centring), LXMERT region statistics (older ones used raw regions)
+OPTIONAL_KEYS = {"phrase_mean", "creative_mean", "region_mean", "region_std"}
 
 
 def cached_ad_ids(engine: Engine, detector: str | None = None) -> list[str]:
@@ -58,6 +59,27 @@ def training_ads(engine: Engine, scope: str = "cached") -> tuple[list[str] | Non
     return ids, f"{len(ids)} ads with cached regions"
 
 
+def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["pool=cls", "new_lr_scale=3"]`` -> {"pool": "cls", "new_lr_scale": 3.0}: numbers become numbers, true/false booleans."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"scorer options are KEY=VALUE, got {pair!r}")
+        value: Any = raw.strip()
+        if value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(value)
+                    break
+                except ValueError:
+                    continue
+        out[key.strip()] = value
+    return out
+
+
 # -- checkpoints --------------------------------------------------------------------------------------
 def save_matcher(path: str | Path, scorer: MatchScorer, meta: dict | None = None) -> Path:
     path = Path(path)
@@ -78,15 +100,21 @@ def load_matcher(path: str | Path) -> MatchScorer:
     if name == "lxmert":
         from core.matching.lxmert import LxmertScorer
 
+        cfg = {"pool": "cls", "region_norm": "none", **cfg}  # what checkpoints written before these options used
+        if cfg.get("variant") == "pretrained":  # rebuilt from its stored architecture: loading needs no model hub
+            cfg["variant"] = "random-base"
         scorer: MatchScorer = LxmertScorer(cfg.pop("region_dim"), init_language=False, **cfg)
     elif name == "clip":
         from core.matching.clip import ClipScorer
 
-        scorer = ClipScorer(cfg.get("variant", "offline"), mode=cfg.get("mode", "trained"), dim=cfg.get("dim", 256))
+        cfg = {"image": "global", **cfg}  # checkpoints written before region inputs used the global image vector
+        variant = cfg.pop("variant", "offline")
+        # a fine-tuned open_clip model is rebuilt from its architecture (random weights, no download), then loaded
+        scorer = ClipScorer("random-base" if variant == "pretrained" else variant, **cfg)
     elif name == "early":
         from core.matching.early_fusion import EarlyFusionScorer
 
-        scorer = EarlyFusionScorer(**cfg)
+        scorer = EarlyFusionScorer(**{"image": "global", "fusion": "mlp", **cfg})  # older checkpoints: the MLP over the global vector
     elif name == "ion":
         from core.embed.ion import ION, IONConfig
         from core.embed.text import Vocabulary
@@ -167,8 +195,14 @@ def _ion_scorer(engine: Engine, creatives: dict[str, Creative], train_ads: Seque
 
 def train_matcher(scorer: str, *, engine: Engine | None = None, variant: str = "auto", triples: TripleSet | None = None,
                   scope: str = "cached", epochs: int = 3, batch_size: int = 32, lr: float | None = None, max_steps: int | None = None,
-                  seed: int = 0, options: dict | None = None, extract: bool = True, progress: ProgressFn = no_progress) -> dict:
-    """Train one scorer on the training phrases' triples and store it as a ModelRun (kind ``matcher-<scorer>``)."""
+                  seed: int = 0, options: dict | None = None, extract: bool = True, pairs: int = 1, split_seed: int = 0,
+                  progress: ProgressFn = no_progress) -> dict:
+    """Train one scorer on the training phrases' triples and store it as a ModelRun (kind ``matcher-<scorer>``).
+
+    ``pairs``: training triples per phrase, as a multiple of the evaluation sets' (8 positives, 4 hard and 4 other
+    negatives per phrase); the validation and test triples are the same whatever it is. ``seed`` seeds the training
+    (initialisation, batch order); ``split_seed`` the phrase split and the sampled pairs (``evaluate_matching``'s
+    ``seed``), so that runs of several training seeds are evaluated on the same held-out phrases."""
     from core.filestore import resolve
 
     name = check_scorer(scorer)
@@ -177,7 +211,11 @@ def train_matcher(scorer: str, *, engine: Engine | None = None, variant: str = "
     scope_text = "given triples"
     if triples is None:
         ad_ids, scope_text = training_ads(engine, scope)
-        triples = build_weak_triples(engine, ad_ids=ad_ids, seed=seed)
+        triples = build_weak_triples(engine, ad_ids=ad_ids, seed=split_seed)
+        if pairs > 1:  # more pairs of the same training phrases (the phrase split is a hash: val / test do not move)
+            more = build_weak_triples(engine, ad_ids=ad_ids, seed=split_seed, n_pos=8 * pairs, n_neg=4 * pairs, n_hard=4 * pairs)
+            triples = TripleSet(more.part("train") + triples.part("val", "test"), triples.phrase_split, triples.phrase_categories,
+                                triples.source)
     fit_triples, val_triples = triples.part("train"), triples.part("val")
     if not fit_triples:
         raise ValueError("no training triples: the catalog needs phrases in the train split")
@@ -210,7 +248,7 @@ def train_matcher(scorer: str, *, engine: Engine | None = None, variant: str = "
                           if k in ("auc", "auc_low", "auc_high", "n", "map@10", "ndcg@10")}
     run_id = create_run(f"matcher-{name}", f"{name} matcher",
                         {"variant_text": model.variant, "reason": model.reason, "options": dict(options or {}), "fit": cfg.to_dict(),
-                         "scorer": name},
+                         "scorer": name, "pairs": pairs},
                         data_split={"source": triples.source, "scope": scope_text, **triples.summary(),
                                     "train_phrases": sorted({t.phrase for t in fit_triples})},
                         version=FORMAT, engine=engine)
@@ -305,16 +343,22 @@ def evaluate_matching(*, engine: Engine | None = None, judgements: str | Path | 
     if len({t.label for t in triples}) < 2:
         raise ValueError("the evaluation set needs both relevant and irrelevant pairs")
     results: dict[str, Any] = {}
+    all_probs: dict[str, np.ndarray] = {}
     for name, info in trained.items():
         model = get_matcher(info)
         started = time.perf_counter()
-        probs = _pair_scores(model, triples, creatives)
+        probs = all_probs[name] = _pair_scores(model, triples, creatives)
         figures = evaluate_scores([t.phrase for t in triples], probs, [t.label for t in triples], n_boot=n_boot, seed=seed)
         results[name] = figures | {"variant": model.variant, "reason": model.reason, "run_id": info["run_id"],
                                    "seconds": round(time.perf_counter() - started, 2)}
         progress(len(results), len(trained), f"evaluate: {name} AUC {figures['auc']:.3f}")
+    from core.matching.ceiling import breakdown
+
+    groups = breakdown(engine, triples, all_probs, tset.phrase_categories)
+    for name in results:
+        results[name]["groups"] = groups["scorers"][name]
     summary = {"set": set_name, "triples": len(triples), "phrases": len({t.phrase for t in triples}),
-               "positives": sum(t.label for t in triples)}
+               "positives": sum(t.label for t in triples), "ceiling": groups["ceiling"]}
     run_id = record_run("matcher-eval", f"matching evaluation: {set_name}", {"n_boot": n_boot, "seed": seed},
                         metrics={"scorers": results}, data_split=summary, version=FORMAT, engine=engine)
     table = {n: {"auc": r["auc"], "ci95": [r["auc_low"], r["auc_high"]], "map@10": r["map@10"], "ndcg@10": r["ndcg@10"],

@@ -34,8 +34,14 @@ def ultralytics_yolo():
     identify, tries to install and import ``pi-heif``; offline that raises ModuleNotFoundError instead
     of Pillow's UnidentifiedImageError, which breaks :func:`core.images.decode_image`'s clear message
     for every later non-image. AdLens hands Ultralytics decoded arrays only, so the patch is undone.
+    The first import on a machine prints a settings notice to stdout; it goes to stderr, so that ``--json`` output
+    stays one JSON object.
     """
-    from ultralytics import YOLO
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        from ultralytics import YOLO
 
     try:
         from ultralytics.utils import patches

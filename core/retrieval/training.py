@@ -26,7 +26,7 @@ from core.runs import RUN_KINDS, code_version, create_run, get_run, run_dir, sta
 from core.store import get_engine
 
 MODEL_OPTIONS = ("k1", "k2", "margin", "keyword_weight", "d_model", "layers", "heads", "top_k", "max_words", "dropout", "neck", "text_norm",
-                 "word_init", "sca", "region_norm")
+                 "word_init", "sca", "region_norm", "vocab", "word_tuning")
 TRAIN_OPTIONS = ("epochs", "seed", "lr", "sampler", "batch_size", "region_drop", "detector", "recipe")
 
 
@@ -45,7 +45,8 @@ def train_run(kind: str, ablate: Sequence[str] = (), options: dict[str, Any] | N
 
     ``options``: epochs, seed, lr, sampler, detector (auto|yolo|offline), recipe (adlens|paper: core.embed.recipe;
     explicit options win over it) and model sizes / loss weights / switches (k1, k2, margin = gamma,
-    keyword_weight = rho, d_model, layers, heads, top_k, max_words, dropout, neck, text_norm, word_init, sca, region_norm).
+    keyword_weight = rho, d_model, layers, heads, top_k, max_words, dropout, neck, text_norm, word_init, sca, region_norm,
+    vocab, word_tuning).
     Returns the run id; the run ends ``done``, ``cancelled`` (should_stop returned True) or ``failed``
     (the error is re-raised).
     """
@@ -126,7 +127,8 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
         t0 = time.perf_counter()
         fit = fit_and_evaluate(kind, [cat.texts[i] for i in labelled], [feats[i] for i in labelled], [confs[i] for i in labelled],
                                cat.labels[labelled].tolist(), split, model_options=model_options, train_config=cfg,
-                               progress=_stage(progress, 0.2, 0.65), should_stop=should_stop)
+                               progress=_stage(progress, 0.2, 0.65), should_stop=should_stop,
+                               catalogue_texts=[cat.texts[i] for i in sorted(set(range(len(cat.texts))) - set(labelled.tolist()))])
         timings["train"] = round(time.perf_counter() - t0, 2)
         if fit.training.cancelled:
             return "cancelled"
