@@ -3,7 +3,8 @@
 Regions and image vectors are taken as cached (the Creative objects hold them, as core.matching.features
 loads them from the caches): 10 regions of 1280-d features per creative (the offline detector's size).
 The models have their production sizes (LXMERT-small: hidden 384, 3/1/1 layers; CLIP-style heads over regions;
-the early-fusion sequence Transformer over regions; ION at the paper's sizes) with untrained weights: scoring costs the same as with trained ones.
+the early-fusion sequence Transformer over regions; ION at the paper's sizes) with untrained weights: scoring costs
+the same as with trained ones.
 The phrase is encoded inside the timed call (MiniLM for CLIP / early fusion, WordPieces for LXMERT, ION text).
 """
 

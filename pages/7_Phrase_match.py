@@ -197,7 +197,11 @@ def attention_view(result: dict, creatives: dict) -> None:
     trained = latest_matchers(engine(), list(result["scores"]))
     image = creative.extra.get("pil") if key.startswith("upload:") else load_creative(creative.image_path)
     views = {name: get_matcher(info).explain(phrase, creative) for name, info in trained.items()}
+    silent = [figures.SCORER_LABELS[n] for n, view in views.items() if view is None]
     views = {name: view for name, view in views.items() if view is not None}
+    if silent:
+        st.caption(f"No region view for {', '.join(silent)}: that run does not weigh this creative's regions "
+                   "(it reads one global image vector, or has no DFA).")
     if not views:
         return
     for tab, (name, view) in zip(st.tabs([figures.SCORER_LABELS[n] for n in views]), views.items(), strict=True):
