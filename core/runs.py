@@ -242,13 +242,16 @@ def delete_run(run_id: int, *, engine: Engine | None = None) -> None:
 
 
 # model options whose non-default values make a run an experiment variant rather than the model itself
-VARIANT_OPTIONS = {"neck": "none", "word_init": "random", "text_norm": "post"}
+VARIANT_OPTIONS = {"neck": "none", "word_init": "random", "text_norm": "post", "sca": "literal", "region_norm": "none",
+                   "recipe": "paper", "vocab": "catalogue", "word_tuning": "frozen"}
 
 
 def is_variant(run: dict[str, Any]) -> bool:
-    """True for an ablation or a paper-setting variant (e.g. ``neck=none``): not what "the ION model" should mean."""
+    """True for an ablation, a paper-setting or exploratory variant (e.g. ``neck=none``, ``--region-drop 0.2``): not what
+    "the ION model" should mean."""
     config = run.get("config") or {}
-    return bool(config.get("ablate")) or any(config.get(k) == v for k, v in VARIANT_OPTIONS.items())
+    return (bool(config.get("ablate")) or any(config.get(k) == v for k, v in VARIANT_OPTIONS.items())
+            or bool(config.get("region_drop")))
 
 
 def full_models_first(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -184,7 +184,17 @@ def test_ion_scorer_text_only_phrase_and_platt(data, tmp_path):
     assert p == pytest.approx(1 / (1 + np.exp(-(a * cos + b))), abs=1e-6)
     residual = p - _platt_targets(labels)
     assert abs(residual.mean()) < 1e-5 and abs((residual * cos).mean()) < 1e-5, (residual.mean(), (residual * cos).mean())
+    # phrases go through the ad texts nearest them (MiniLM): "red apples" lands on the mean vector of 3 apple creatives
+    assert scorer.bank_text.shape == (len(creatives), 384) and scorer.bank_vec.shape == (len(creatives), 16)
+    from itertools import combinations
+
+    apple_vecs = scorer.creative_embeddings([c for k, c in creatives.items() if k.startswith("c0-")])  # 4 identical texts
+    got = scorer.phrase_embeddings(["red apples"])[0]
+    assert min(np.abs(got - apple_vecs[list(trio)].mean(0)).max() for trio in combinations(range(4), 3)) < 1e-5
+    direct = IonScorer(scorer.model, vocab, phrase_route="direct")
+    assert not np.allclose(direct.phrase_embeddings(["red apples"]), scorer.phrase_embeddings(["red apples"]))
     again = load_matcher(save_matcher(tmp_path / "ion.pt", scorer))
+    assert again.phrase_route == "text-neighbours" and np.array_equal(again.bank_vec, scorer.bank_vec)
     assert np.allclose(again.score(["apples"], list(creatives.values())), scorer.score(["apples"], list(creatives.values())), atol=1e-5)
     model, vocab2 = train_small_ion(creatives, {k: int(k[1]) for k in creatives}, epochs=1)
     assert model.config.region_dim == REGION_DIM

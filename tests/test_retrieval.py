@@ -309,7 +309,8 @@ def test_full_models_are_preferred_over_ablations_and_variants(w):
     assert not is_variant(full)
     made = []
     try:
-        for config in ({"ablate": ["sca"]}, {"neck": "none"}, {"word_init": "random"}):
+        for config in ({"ablate": ["sca"]}, {"neck": "none"}, {"word_init": "random"}, {"sca": "literal"}, {"recipe": "paper"},
+                       {"vocab": "catalogue"}, {"region_drop": 0.2}):
             run_id = create_run("ion", "variant", config)
             update_run(run_id, status="done", index_path=full["index_path"], finished=True)
             made.append(run_id)

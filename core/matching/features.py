@@ -133,6 +133,15 @@ def creative_from_image(image, key: str, text: str = "", *, detector: str | None
     return Creative(key, vec, feats, norm, conf, text, px, labels, None, width, height, extra={"pil": image})
 
 
+def region_statistics(creatives: Sequence[Creative], region_dim: int, max_regions: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(mean [D], std [D]) of the creatives' top ``max_regions`` region features (std at least 1e-4), or None without
+    any region of that size: what the scorers standardise their region inputs with."""
+    feats = [c.region_feats[:max_regions] for c in creatives if len(c.region_conf) and c.region_dim == region_dim]
+    if not feats:
+        return None
+    x = torch.from_numpy(np.concatenate(feats).astype(np.float32))
+    return x.mean(0), x.std(0).clamp_min(1e-4)
+
 
 class RegionInputs(torch.nn.Module):
     """A batch of creatives' top regions as tensors, standardised by statistics taken from training creatives
@@ -151,11 +160,10 @@ class RegionInputs(torch.nn.Module):
         self.register_buffer("std", torch.ones(self.region_dim))
 
     def fit(self, creatives: Sequence[Creative]) -> None:
-        feats = [c.region_feats[: self.max_regions] for c in creatives if len(c.region_conf) and c.region_dim == self.region_dim]
-        if feats:
-            x = torch.from_numpy(np.concatenate(feats).astype(np.float32))
-            self.mean.copy_(x.mean(0))
-            self.std.copy_(x.std(0).clamp_min(1e-4))
+        stats = region_statistics(creatives, self.region_dim, self.max_regions)
+        if stats is not None:
+            self.mean.copy_(stats[0])
+            self.std.copy_(stats[1])
 
     def forward(self, creatives: Sequence[Creative]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         v = max(1, min(self.max_regions, max((len(c.region_conf) for c in creatives), default=1)))

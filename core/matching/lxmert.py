@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from core.matching.base import MatchScorer
-from core.matching.features import Creative
+from core.matching.features import Creative, region_statistics
 
 PRETRAINED_NAME = "unc-nlp/lxmert-base-uncased"
 PRETRAINED_VISUAL_DIM = 2048
@@ -148,14 +148,10 @@ class LxmertScorer(MatchScorer):
     # -- training hooks (core.matching.base.MatchScorer.fit) ------------------------------------------------
     def prepare(self, creatives: Sequence[Creative]) -> None:
         """Region standardisation statistics from the training creatives' top regions (``region_norm="standardise"``)."""
-        if self.region_norm != "standardise":
-            return
-        feats = [c.region_feats[: self.max_regions] for c in creatives if len(c.region_conf) and c.region_dim == self.region_dim]
-        if not feats:
-            return
-        x = torch.from_numpy(np.concatenate(feats).astype(np.float32))
-        self.region_mean.copy_(x.mean(0))
-        self.region_std.copy_(x.std(0).clamp_min(1e-4))
+        stats = region_statistics(creatives, self.region_dim, self.max_regions) if self.region_norm == "standardise" else None
+        if stats is not None:
+            self.region_mean.copy_(stats[0])
+            self.region_std.copy_(stats[1])
 
     def parameter_groups(self, lr: float) -> list[dict]:
         """Weights copied from a pretrained model train at ``lr``; the new ones (region encoder, object and cross-attention

@@ -89,6 +89,8 @@ def save_matcher(path: str | Path, scorer: MatchScorer, meta: dict | None = None
                                "state_dict": {k: v.detach().cpu() for k, v in scorer.state_dict().items()}}
     if scorer.name == "ion":
         payload["ion"] = {"config": scorer.model.config.to_dict(), "vocab": scorer.vocab.to_dict()}
+        if scorer.bank_text is not None:
+            payload["ion"]["bank"] = {"text": torch.from_numpy(scorer.bank_text), "vec": torch.from_numpy(scorer.bank_vec)}
     return atomic_torch_save(payload, path)
 
 
@@ -121,7 +123,11 @@ def load_matcher(path: str | Path) -> MatchScorer:
         from core.matching.ion_scorer import IonScorer
 
         ion = ION(IONConfig.from_dict(payload["ion"]["config"]))
-        scorer = IonScorer(ion, Vocabulary.from_dict(payload["ion"]["vocab"]), source=cfg.get("source", ""))
+        scorer = IonScorer(ion, Vocabulary.from_dict(payload["ion"]["vocab"]), source=cfg.get("source", ""),
+                           phrase_route=cfg.get("phrase_route", "direct"), neighbours=cfg.get("neighbours", 3))
+        bank = payload["ion"].get("bank")
+        if bank is not None:
+            scorer.bank_text, scorer.bank_vec = bank["text"].numpy(), bank["vec"].numpy()
     else:
         raise ValueError(f"{path}: unknown scorer {name!r}")
     result = scorer.load_state_dict(payload["state_dict"], strict=False)
