@@ -37,6 +37,20 @@ def test_no_phrase_leaks_across_splits_and_test_uses_test_ads(catalog):
     assert ts.summary()["triples"] == len(ts.triples)
 
 
+def test_validation_pairs_new_phrases_with_new_creatives(catalog):
+    """Validation phrases meet validation creatives only, training never shows one, and the test triples do not move."""
+    val_ads = {f"{c}-3" for c in CATEGORIES if not CATEGORIES[c][5]}  # matching_world: creative 3 of a seen category
+    for seed in range(4):
+        ts = build_weak_triples(catalog, seed=seed)
+        old = build_weak_triples(catalog, seed=seed, val_creatives=False)
+        assert ts.part("test") == old.part("test")
+        assert not {t.ad_id for t in ts.part("train")} & val_ads
+        assert {t.ad_id for t in ts.part("val")} <= val_ads
+        assert {t.phrase for t in ts.part("val")} <= {t.phrase for t in old.part("val")}
+        if old.part("val"):
+            assert any(t.ad_id not in val_ads for t in old.part("val"))  # before: validation met training creatives
+
+
 def test_one_phrase_many_creatives_and_hard_negatives(catalog):
     ts = build_weak_triples(catalog, n_pos=20, n_neg=2, n_hard=4, seed=0)
     fruit = [t for t in ts.triples if t.phrase == "fruit"]

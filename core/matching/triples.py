@@ -104,11 +104,15 @@ def phrase_split(phrase: str, seed: int = 0, val_fraction: float = 0.1, test_fra
 
 def build_weak_triples(engine: Engine | None = None, *, ad_ids: Sequence[str] | None = None, n_pos: int = 8, n_neg: int = 4,
                        n_hard: int = 4, ad_texts_per_category: int = 1, val_fraction: float = 0.1, test_fraction: float = 0.25,
-                       seed: int = 0) -> TripleSet:
+                       seed: int = 0, val_creatives: bool = True) -> TripleSet:
     """Weakly labelled triples from the catalog (see the module docstring). Deterministic for a seed.
 
     ``ad_ids`` restricts the creatives used (e.g. those whose regions are cached). Per phrase and split:
     up to ``n_pos`` positives, ``n_hard`` hard negatives (similar categories) and ``n_neg`` other negatives.
+    ``val_creatives`` (default): validation phrases are paired with validation creatives only, and training triples
+    never show a validation creative, so validation measures new phrases on new creatives, like test (without it,
+    validation phrases met training creatives, which a scorer can memorise: docs/creative_selection.md). The test
+    triples are the same either way.
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError("val_fraction and test_fraction must be in [0, 1) and leave phrases for training")
@@ -123,9 +127,12 @@ def build_weak_triples(engine: Engine | None = None, *, ad_ids: Sequence[str] | 
     if len(cats) < 2 or not ads:
         raise ValueError("weak triples need a catalog with at least 2 categories and ads with a category (try: python -m core demo)")
     ads_by_cat: dict[tuple[str, bool], list[str]] = defaultdict(list)  # (category, is_test_ad) -> ad ids
+    val_ads_by_cat: dict[str, list[str]] = defaultdict(list)
     texts_by_cat: dict[str, list[str]] = defaultdict(list)
     for ad_id, text, split, cat in ads:
         ads_by_cat[(cat, split == "test")].append(ad_id)
+        if split == "val":
+            val_ads_by_cat[cat].append(ad_id)
         texts_by_cat[cat].append(text)
     used = {c for c, _ in ads_by_cat}
     similar = similar_categories({c: cats[c][1] for c in cats if c in used})
@@ -171,9 +178,39 @@ def build_weak_triples(engine: Engine | None = None, *, ad_ids: Sequence[str] | 
         triples += [Triple(phrase, a, 1, split, "pos") for a in pos]
         triples += [Triple(phrase, a, 0, split, "hard") for a in hard]
         triples += [Triple(phrase, a, 0, split, "neg") for a in neg]
+    if val_creatives and val_ads_by_cat:
+        triples = _val_on_val_creatives(triples, phrase_cats, similar, all_cats, val_ads_by_cat, seed, n_pos, n_neg, n_hard)
     kept = {t.phrase for t in triples}
     return TripleSet(triples, {p: split_of[p] for p in phrases if p in kept},
                      {p: sorted(phrase_cats[p]) for p in phrases if p in kept}, source="weak")
+
+
+def _val_on_val_creatives(triples: list[Triple], phrase_cats: dict[str, set[str]], similar: dict[str, set[str]],
+                          all_cats: list[str], val_ads: dict[str, list[str]], seed: int, n_pos: int, n_neg: int,
+                          n_hard: int) -> list[Triple]:
+    """Training triples without validation creatives; validation phrases re-paired with validation creatives (their own
+    random stream, so the test triples drawn before are untouched)."""
+    val_ids = {a for ids in val_ads.values() for a in ids}
+    rng = np.random.default_rng([seed, 1])
+    out = [t for t in triples if t.split == "test" or (t.split == "train" and t.ad_id not in val_ids)]
+    for phrase in sorted({t.phrase for t in triples if t.split == "val"}):
+        pos_cats = phrase_cats[phrase]
+        hard_cats = set().union(*(similar.get(c, set()) for c in pos_cats)) - pos_cats
+        other_cats = [c for c in all_cats if c not in pos_cats and c not in hard_cats]
+
+        def pick(categories, n: int) -> list[str]:
+            items = [a for c in sorted(categories) for a in val_ads.get(c, [])]
+            return [items[i] for i in sorted(rng.permutation(len(items))[:n])] if items else []
+
+        pos = pick(pos_cats, n_pos)
+        if not pos:
+            continue
+        hard = pick(hard_cats, n_hard)
+        neg = pick(other_cats, n_neg + max(0, n_hard - len(hard)))
+        out += [Triple(phrase, a, 1, "val", "pos") for a in pos]
+        out += [Triple(phrase, a, 0, "val", "hard") for a in hard]
+        out += [Triple(phrase, a, 0, "val", "neg") for a in neg]
+    return out
 
 
 def _parse_label(value: str) -> int | None:
