@@ -234,7 +234,7 @@ def explanation_panel(name: str, view: dict, phrase: str, image) -> None:
 
 def group_view(evaluation: dict) -> None:
     """AUC per kind of pair beside the ceiling of a scorer that knows only which categories are visible."""
-    rows = figures.group_rows(evaluation)
+    rows = figures.group_rows(evaluation.get("summary", {}).get("ceiling"), evaluation.get("scorers", {}))
     if not rows:
         return
     st.markdown("**AUC by kind of pair**")

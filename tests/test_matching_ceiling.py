@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.matching.ceiling import group_masks, grouped_auc, language, oracle_scores
+from core.ingest.adrows import detect_lang
+from core.matching.ceiling import group_masks, grouped_auc, oracle_scores
 from core.matching.triples import Triple
 
 # three creatives: a sells apples and shows a tie; b sells boots and shows grapes; c sells grapes (held-out) alone
@@ -53,5 +54,5 @@ def test_without_ground_truth_only_phrase_groups():
     assert {"all", "seen", "held-out", "en", "zh", "en seen", "en held-out"} <= set(masks)
 
 
-def test_language_of_a_phrase():
-    assert language("running shoes") == "en" and language("咖啡") == "zh" and language("iPhone 手机") == "zh"
+def test_language_of_a_phrase():  # the groups' en / zh split
+    assert detect_lang("running shoes") == "en" and detect_lang("咖啡") == "zh" and detect_lang("iPhone 手机") == "zh"

@@ -112,17 +112,16 @@ def evaluate_matching_cmd(
 
 def group_table(result: dict) -> list[str]:
     """AUC per group (core.matching.ceiling) for each scorer, with the visible-category oracle's ceiling first."""
-    rows = {name: r.get("groups", {}) for name, r in result["scorers"].items()}
-    if result.get("ceiling"):
-        rows = {"ceiling": result["ceiling"], **rows}
-    groups = [g for g in ("all", "absent", "visible", "seen", "held-out", "en", "zh") if any(g in r for r in rows.values())]
+    from core.matching.figures import group_rows
+
+    rows = group_rows(result.get("ceiling"), result["scorers"], labels={})
+    groups = [g for g in (rows[0] if rows else {}) if g != "scorer"]
     if not groups:
         return []
     lines = ["AUC by group (ceiling: a scorer that knows which categories are visible in each creative)",
              f"{'':<8} " + " ".join(f"{g:>9}" for g in groups)]
-    for name, r in rows.items():
-        cells = [r.get(g, {}).get("auc") for g in groups]
-        lines.append(f"{name:<8} " + " ".join(f"{'-' if v is None else f'{v:.3f}':>9}" for v in cells))
+    for row in rows:
+        lines.append(f"{row['scorer']:<8} " + " ".join(f"{'-' if row[g] is None else f'{row[g]:.3f}':>9}" for g in groups))
     return lines
 
 

@@ -21,21 +21,15 @@ Catalogues without ground-truth objects get the phrase-side groups only (no visi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 from sqlalchemy import Engine, select
 
+from core.ingest.adrows import detect_lang
 from core.matching.evaluate import auc
 from core.matching.triples import Triple, _category_phrases, normalise_phrase
 from core.store import Ad, Category, session_scope
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-
-
-def language(phrase: str) -> str:
-    return "zh" if _CJK.search(phrase) else "en"
 
 
 def visible_categories(engine: Engine, ad_ids: Sequence[str]) -> dict[str, set[str]]:
@@ -80,7 +74,7 @@ def group_masks(triples: Sequence[Triple], phrase_cats: dict[str, set[str]], hel
     """Boolean mask over ``triples`` for every group of the module docstring (groups with no pair are left out)."""
     labels = np.array([t.label for t in triples])
     pos = labels == 1
-    lang = np.array([language(t.phrase) for t in triples])
+    lang = np.array([detect_lang(t.phrase) for t in triples])
     held = np.array([bool(phrase_cats.get(t.phrase, set()) & heldout) for t in triples])
     masks = {"all": np.ones(len(triples), bool)}
     if visible:

@@ -89,8 +89,8 @@ class EarlyFusionScorer(MatchScorer):
         return self.image_in(torch.cat([vec, geom], dim=-1)), torch.ones(len(creatives), 1, dtype=torch.bool, device=device)
 
     def encode(self, phrases: Sequence[str], creatives: Sequence[Creative], attention: bool = False) -> dict:
-        """The joint sequence for aligned pairs -> {"cls": [B, d], "text_len": [B], "image_mask": [B, V],
-        "cls_attention": [B, T + V] (the last layer's [CLS] attention over text then image tokens, mean over heads)}."""
+        """The joint sequence for aligned pairs -> {"cls": [B, d], "text_mask": [B, T]}, with ``attention`` also
+        "cls_attention": [B, T + V] (the last layer's [CLS] attention over text then image tokens, mean over heads)."""
         device = self.cls.device
         states = phrase_token_states(list(phrases))
         t = max(len(s) for s in states)
@@ -101,19 +101,18 @@ class EarlyFusionScorer(MatchScorer):
             text_mask[i, : len(st)] = True
         image, image_mask = self._image_tokens(creatives)
         b = len(phrases)
-        seq = torch.cat([self.cls.expand(b, -1, -1) + self.modality.weight[0], self.text_in(text) + self.modality.weight[1],
-                         image + self.modality.weight[2]], dim=1)
-        keep = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=device), text_mask, image_mask], dim=1)
-        h = self.encoder(seq, src_key_padding_mask=~keep)
-        out = {"cls": h[:, 0], "text_len": text_mask.sum(1), "image_mask": image_mask, "text_mask": text_mask}
+        x = torch.cat([self.cls.expand(b, -1, -1) + self.modality.weight[0], self.text_in(text) + self.modality.weight[1],
+                       image + self.modality.weight[2]], dim=1)
+        pad = ~torch.cat([torch.ones(b, 1, dtype=torch.bool, device=device), text_mask, image_mask], dim=1)
+        *first, last = self.encoder.layers  # nn.TransformerEncoder's own loop, run here to read the last layer's attention
+        for layer in first:
+            x = layer(x, src_key_padding_mask=pad)
+        out = {"text_mask": text_mask}
         if attention:
-            x = seq
-            for layer in list(self.encoder.layers)[:-1]:
-                x = layer(x, src_key_padding_mask=~keep)
-            last = self.encoder.layers[-1]
-            x = last.norm1(x)  # pre-norm: the last layer's attention reads its normalised input
-            _, weights = last.self_attn(x, x, x, key_padding_mask=~keep, need_weights=True, average_attn_weights=True)
+            y = last.norm1(x)  # pre-norm: the last layer's attention reads its normalised input
+            _, weights = last.self_attn(y, y, y, key_padding_mask=pad, need_weights=True, average_attn_weights=True)
             out["cls_attention"] = weights[:, 0, 1:]
+        out["cls"] = self.encoder.norm(last(x, src_key_padding_mask=pad))[:, 0]
         return out
 
     def pair_logits(self, phrases: Sequence[str], creatives: Sequence[Creative]) -> Tensor:

@@ -86,14 +86,10 @@ def attention_overlay(image: Image.Image, boxes_px: Sequence[Sequence[float]], w
 GROUPS = ("all", "absent", "visible", "seen", "held-out", "en", "zh")
 
 
-def group_rows(evaluation: dict) -> list[dict]:
-    """One row per scorer (the visible-category ceiling first, when the set has ground truth): AUC per group."""
-    rows = []
-    ceiling = evaluation.get("summary", {}).get("ceiling")
+def group_rows(ceiling: dict | None, scorers: dict[str, dict], labels: dict[str, str] = SCORER_LABELS) -> list[dict]:
+    """One row per scorer (the visible-category ceiling first, when the set has ground truth): AUC per group of
+    :data:`GROUPS` that some row has. ``scorers``: {name: {"groups": ...}}, as evaluate_matching stores them."""
     sources = ([("ceiling", ceiling)] if ceiling else []) + [
-        (SCORER_LABELS.get(name, name), r.get("groups")) for name, r in evaluation.get("scorers", {}).items()]
-    for label, groups in sources:
-        if groups:
-            rows.append({"scorer": label, **{g: (groups.get(g) or {}).get("auc") for g in GROUPS if any(
-                g in (gr or {}) for _, gr in sources)}})
-    return rows
+        (labels.get(name, name), r.get("groups")) for name, r in scorers.items() if r.get("groups")]
+    present = [g for g in GROUPS if any(g in groups for _, groups in sources)]
+    return [{"scorer": label, **{g: (groups.get(g) or {}).get("auc") for g in present}} for label, groups in sources]

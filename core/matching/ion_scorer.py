@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 
 from core.embed.ion import ION
 from core.embed.text import Vocabulary
-from core.matching.base import FitConfig, MatchScorer, platt_fit
+from core.matching.base import FitConfig, MatchScorer, phrase_vectors, platt_fit
 from core.matching.features import Creative
 from core.matching.triples import Triple
 from core.progress import ProgressFn, no_progress
@@ -59,8 +59,6 @@ class IonScorer(MatchScorer):
         searches with a phrase, core/retrieval/phrases.py); ``"direct"``: ION on the phrase with no region, an input ION
         never met in training (category phrases found their category in 1.9% of the top 10 that way)."""
         if self.phrase_route == "text-neighbours" and self.bank_text is not None and len(self.bank_text):
-            from core.matching.base import phrase_vectors
-
             sims = phrase_vectors(list(phrases)) @ self.bank_text.T
             k = min(self.neighbours, sims.shape[1])
             top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
@@ -132,8 +130,6 @@ class IonScorer(MatchScorer):
         phrases = sorted({t.phrase for t in triples})
         ads = sorted({t.ad_id for t in triples})
         if self.phrase_route == "text-neighbours":  # every creative given (ad texts only; no label is read)
-            from core.matching.base import phrase_vectors
-
             bank = [creatives[k] for k in sorted(creatives) if creatives[k].text]
             self.bank_text = phrase_vectors([c.text for c in bank])
             self.bank_vec = self.creative_embeddings(bank)

@@ -137,6 +137,11 @@ class LxmertScorer(MatchScorer):
             self.variant = (f"offline LXMERT-small (hidden 384, {l_layers}/{r_layers}/{x_layers} language/object/cross layers), "
                             f"language side from MiniLM ({len(self.copied)} tensors), trained on catalog triples")
         self.head = RelevanceHead(self.lxmert.config.hidden_size)
+        if not self.tune_language:  # the copied (pretrained) weights stay as they are: only the new parts learn
+            copied = set(self.copied)
+            for name, p in self.lxmert.named_parameters():
+                if name in copied:
+                    p.requires_grad_(False)
 
     def config_dict(self) -> dict:
         l_layers, x_layers, r_layers = self.layers
@@ -162,10 +167,6 @@ class LxmertScorer(MatchScorer):
             if not p.requires_grad:
                 continue
             (old if name.startswith("lxmert.") and name[len("lxmert."):] in copied else new).append(p)
-        if not self.tune_language:  # the copied (pretrained) weights stay as they are: only the new parts learn
-            for p in old:
-                p.requires_grad_(False)
-            old = []
         groups = [{"params": old, "lr": lr}, {"params": new, "lr": lr * self.new_lr_scale}]
         return [g for g in groups if g["params"]]
 
