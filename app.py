@@ -1,6 +1,6 @@
 """AdLens entry point: the page router and the Overview page.
 
-Run with ``streamlit run app.py``. Every ``pages/*.py`` file is listed in the navigation with a
+Run with ``streamlit run app.py``. Every ``app_pages/*.py`` file is listed in the navigation with a
 readable name ('3_Similar_ads.py' -> 'Similar ads'), so a new page only needs its file. The
 Overview shows what is loaded, which models would run, on which device, and how to get data in.
 """
@@ -27,7 +27,7 @@ def main() -> None:
     """The router: Overview (this file) plus every page file, each with a readable title."""
     page_setup("Overview")
     pages = [st.Page(overview, title="Overview", icon=":material/dashboard:", default=True)]
-    pages += [st.Page(f"pages/{path.name}", title=page_label(path), icon=page_icon(path), url_path=page_slug(path))
+    pages += [st.Page(f"app_pages/{path.name}", title=page_label(path), icon=page_icon(path), url_path=page_slug(path))
               for path in page_files()]
     st.navigation(pages).run()
 
@@ -40,6 +40,7 @@ def overview() -> None:
         empty_catalog()
     else:
         catalog_summary(stats)
+        default_models()
     models_panel()
     left, right = st.columns(2, gap="large")
     with left:
@@ -66,9 +67,11 @@ def empty_catalog() -> None:
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
         size = c1.selectbox("Size", list(DEMO_SIZES), key="demo_size")
         seed = c2.number_input("Seed", min_value=0, value=0, step=1, key="demo_seed")
+        with_models = st.checkbox("Then build its default models in the background (about 20 minutes on 2 CPU cores; "
+                                  "the pages fill in as each lands)", value=True, key="demo_models")
         if st.button("Build the demo world", type="primary", icon=":material/science:", key="build_demo"):
-            run_demo_build(build_world, DEMO_SIZES[size], int(seed))
-        st.page_link("pages/1_Catalog.py", label="…or import your own ads on the Catalog page", icon=":material/upload:")
+            run_demo_build(build_world, DEMO_SIZES[size], int(seed), with_models)
+        st.page_link("app_pages/1_Catalog.py", label="…or import your own ads on the Catalog page", icon=":material/upload:")
 
 
 def demo_builder():
@@ -80,7 +83,7 @@ def demo_builder():
     return build_world
 
 
-def run_demo_build(build_world, sizes: dict[str, int], seed: int) -> None:
+def run_demo_build(build_world, sizes: dict[str, int], seed: int, with_models: bool = False) -> None:
     from ui.imports import st_progress
 
     progress, bar = st_progress("demo: starting")
@@ -92,6 +95,10 @@ def run_demo_build(build_world, sizes: dict[str, int], seed: int) -> None:
         return
     bar.progress(1.0, text="demo: done")
     data_changed()
+    if with_models:
+        from core.demo.models import start_background
+
+        start_background()
     st.success(f"Demo world built: {summary.get('ads', sizes['n_ads']):,} ads, {summary.get('users', sizes['n_users']):,} users.",
                icon=":material/check_circle:")
     st.button("Show it", type="primary", key="demo_refresh")  # a rerun shows the loaded catalog
@@ -119,7 +126,7 @@ def catalog_summary(stats: dict) -> None:
         st.markdown(f"- **{stats['unseen_categories']:,}** unseen categories (test split only)\n"
                     f"- **{stats['model_runs']:,}** model runs\n"
                     f"- CTR overall: **{f'{ctr:.2%}' if ctr is not None else '—'}**")
-        st.page_link("pages/1_Catalog.py", label="Browse the catalog", icon=":material/photo_library:")
+        st.page_link("app_pages/1_Catalog.py", label="Browse the catalog", icon=":material/photo_library:")
 
 
 def _counts(counts: dict[str, int], name: str) -> pd.DataFrame:
@@ -137,6 +144,38 @@ def _variants() -> tuple[list[dict], list[dict], bool, str]:
 
     offline, reason = network_status()
     return [asdict(m) for m in model_variants()], [asdict(p) for p in offline_packages()], offline, reason
+
+
+@st.cache_data(ttl=20, show_spinner="Checking the default models…")
+def _built(url: str, landed: tuple) -> dict[str, bool]:  # noqa: ARG001 - the URL and the landed stages key the cache
+    from core.demo.models import built
+    from ui.common import engine
+
+    return built(engine())
+
+
+def default_models() -> None:
+    """The models every page uses (core.demo.models): which are built, and one button to build the rest in the background."""
+    from core.config import get_settings
+    from core.demo.models import STAGES, is_building, read_status, start_background
+
+    status = read_status()
+    building = is_building(status)
+    landed = tuple(sorted(n for n, v in status.get("stages", {}).items() if v.get("state") in ("done", "up to date")))
+    done = _built(get_settings().resolved_database_url, landed)
+    missing = [s for s in STAGES if not done.get(s.name)]
+    with st.expander(f":material/model_training: Default models: {len(STAGES) - len(missing)} of {len(STAGES)} built"
+                     + (" — building now" if building else ""), expanded=bool(missing) and not building):
+        st.dataframe(pd.DataFrame([{"model": s.title, "built": "yes" if done.get(s.name) else "no",
+                                    "budget (2 CPU cores)": f"{s.budget_s // 60} min {s.budget_s % 60:02d} s"} for s in STAGES]),
+                     hide_index=True, width="stretch")
+        if missing and not building:
+            st.caption("`python -m core demo` builds them all; from here they build in the background while you use the app.")
+            if st.button(f"Build the {len(missing)} missing model(s) in the background", icon=":material/play_arrow:",
+                         key="build_models"):
+                pid = start_background()
+                st.toast("Building in the background" if pid else "A build is already running")
+                st.rerun()
 
 
 def models_panel() -> None:

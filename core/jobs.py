@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -26,6 +27,7 @@ from core.runs import ACTIVE, create_run, db_should_stop, get_run, list_runs, re
 from core.store import get_engine
 
 _THREADS: dict[int, threading.Thread] = {}
+_CHILDREN: list[subprocess.Popen] = []  # started here; polled so that a finished one does not stay a zombie
 
 
 TRAIN_FLAGS = {"epochs": "--epochs", "seed": "--seed", "k1": "--k1", "k2": "--k2", "margin": "--margin", "keyword_weight": "--rho",
@@ -61,14 +63,34 @@ def start_training(kind: str, ablate: Sequence[str] = (), options: dict[str, Any
         _THREADS[run_id] = thread
         thread.start()
     elif mode == "process":
-        args = [sys.executable, "-m", "core", *cli_args(kind, ablate, options), "--run", str(run_id), "--json"]
-        log = open(os.devnull, "wb")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=log, stderr=log, env=os.environ.copy(), start_new_session=True)
+        args = [*cli_args(kind, ablate, options), "--run", str(run_id)]
+        pid, log = start_command(args, label=f"run-{run_id}")
         run = get_run(run_id, engine=engine)
-        update_run(run_id, engine=engine, config={**run["config"], "job": {"mode": "process", "pid": proc.pid}})
+        update_run(run_id, engine=engine, config={**run["config"], "job": {"mode": "process", "pid": pid, "log": str(log)}})
     else:
         raise ValueError(f"unknown job mode {mode!r}: process or thread")
     return run_id
+
+
+def logs_dir() -> Path:
+    from core.config import get_settings
+
+    return get_settings().home / "logs"
+
+
+def start_command(args: Sequence[str], *, label: str) -> tuple[int, Path]:
+    """Run ``python -m core ARGS --json`` detached from this process (the app's server); its stdout and stderr go to
+    ``home/logs/<label>.log``, kept for the page of a failed run. Returns (pid, log path) at once."""
+    folder = logs_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{label}.log"
+    cmd = [sys.executable, "-m", "core", *args, "--json"]
+    with path.open("ab") as log:
+        log.write(("$ python -m core " + " ".join(cmd[3:]) + "\n").encode())
+        log.flush()
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True)
+    _CHILDREN.append(proc)
+    return proc.pid, path
 
 
 def _thread_main(run_id: int, kind: str, ablate: list[str], options: dict[str, Any], engine: Engine) -> None:
@@ -111,11 +133,15 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def reap_stale(*, engine: Engine | None = None) -> list[int]:
-    """Mark active subprocess runs whose process is gone as failed; returns their ids."""
+def reap_stale(*, engine: Engine | None = None, kinds: Sequence[str] | None = None) -> list[int]:
+    """Mark active subprocess runs (of ``kinds``; default: the embedding kinds) whose process is gone as failed; returns their ids."""
     engine = engine or get_engine()
+    for proc in list(_CHILDREN):  # reap our own finished children (else they stay zombies and look alive)
+        if proc.poll() is not None:
+            _CHILDREN.remove(proc)
     reaped = []
-    for run in list_runs(engine=engine):
+    runs = [r for k in kinds for r in list_runs(k, engine=engine)] if kinds else list_runs(engine=engine)
+    for run in runs:
         job = run["config"].get("job") or {}
         here = job.get("host") in (None, socket.gethostname())  # a pid only means something on its own machine
         if run["status"] in ACTIVE and job.get("mode") == "process" and job.get("pid") and here and not _alive(int(job["pid"])):

@@ -28,6 +28,7 @@ from core.store.models import utcnow
 RUN_KINDS = ("ion", "totyemb", "text", "image", "concat", "image-regions")  # embedding runs: what list_runs shows by default
 MATCHER_PREFIX = "matcher-"  # relevance scorers of core.matching: matcher-<scorer>, and matcher-eval for their evaluations
 DETECTOR_KIND = "detector"  # region detectors trained by core.regions.train
+EXPANSION_TABLE_KIND = "expansion-table"  # an averaged audience-expansion table over packages (core.audience.expand)
 STATUSES = ("created", "running", "cancelling", "done", "failed", "cancelled")
 ACTIVE = ("created", "running", "cancelling")
 
@@ -75,7 +76,8 @@ def to_dict(run: ModelRun) -> dict[str, Any]:
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in (*RUN_KINDS, DETECTOR_KIND) and not (kind.startswith(MATCHER_PREFIX) and len(kind) > len(MATCHER_PREFIX)):
+    matcher = kind.startswith(MATCHER_PREFIX) and len(kind) > len(MATCHER_PREFIX)
+    if kind not in (*RUN_KINDS, DETECTOR_KIND, EXPANSION_TABLE_KIND) and not matcher:
         raise ValueError(f"unknown model kind {kind!r}; choose from {', '.join(RUN_KINDS)}, {DETECTOR_KIND} or {MATCHER_PREFIX}<scorer>")
 
 
@@ -105,10 +107,10 @@ def create_run(kind: str, name: str | None = None, config: dict | None = None, *
 
 
 def record_run(kind: str, name: str, config: dict, *, metrics: dict, data_split: dict | None = None, version: str | None = None,
-               engine: Engine | None = None) -> int:
+               engine: Engine | None = None, checkpoint_path: str | None = None) -> int:
     """A run whose results were computed before it was stored (e.g. a matching evaluation): one ``done`` row; returns its id."""
     return _insert(kind, name, config, data_split, version, engine, status="done", metrics=metrics, progress=1.0, message="done",
-                   finished_at=utcnow())
+                   finished_at=utcnow(), checkpoint_path=checkpoint_path)
 
 
 def _row(session, run_id: int) -> ModelRun:
@@ -189,6 +191,21 @@ def db_should_stop(run_id: int, engine: Engine, every: float = 0.5) -> Callable[
         return state["stop"]
 
     return should_stop
+
+
+class RunCancelled(RuntimeError):
+    """The run's job was asked to stop (status ``cancelling``) and stopped at its next progress report."""
+
+
+def cancellable(progress: ProgressFn, should_stop: Callable[[], bool]) -> ProgressFn:
+    """``progress`` that raises RunCancelled once ``should_stop()``: any long work that reports progress can be cancelled."""
+
+    def report(done: int, total: int, message: str) -> None:
+        if should_stop():
+            raise RunCancelled("cancelled")
+        progress(done, total, message)
+
+    return report
 
 
 def run_status(run_id: int, *, engine: Engine | None = None) -> str:

@@ -3,7 +3,7 @@
 * :func:`require_chromium` finds Debian's Chromium; without it the browser tests skip, or fail under CI=true.
 * :func:`build_demo_world` + :func:`serve_app` run ``streamlit run app.py`` on a free loopback port against a
   test ADLENS_HOME; the server is always stopped, and a start failure quotes the server's log.
-* :func:`app_pages` lists every page of app.py's router (the Overview plus one page per ``pages/*.py``).
+* :func:`app_pages` lists every page of app.py's router (the Overview plus one page per ``app_pages/*.py``).
 * :func:`wait_until_rendered` waits for Streamlit to finish a run; :func:`page_problems` lists exception boxes,
   a "Page not found" dialog and console errors coming from the app.
 
@@ -85,7 +85,8 @@ def app_env(home: Path) -> dict[str, str]:
 
 def build_demo_world(env: dict[str, str], ads: int = 120, users: int = 600, seed: int = 3) -> None:
     """``python -m core demo`` into the test home; a failure quotes the command's output."""
-    cmd = [sys.executable, "-m", "core", "demo", "--ads", str(ads), "--users", str(users), "--seed", str(seed), "--json"]
+    cmd = [sys.executable, "-m", "core", "demo", "--ads", str(ads), "--users", str(users), "--seed", str(seed), "--models", "none",
+           "--json"]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         pytest.fail(f"the demo world could not be built (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}",
@@ -165,7 +166,7 @@ class AppPage:
 
 
 def app_pages() -> list[AppPage]:
-    """The pages of app.py's router: the Overview (its default page, at '/'), then one per ``pages/*.py``,
+    """The pages of app.py's router: the Overview (its default page, at '/'), then one per ``app_pages/*.py``,
     with the router's own titles and URL paths (ui.common.page_label / page_slug)."""
     from ui.common import page_files, page_label, page_slug
 

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from core.config import REPO_ROOT
 
 APP = str(REPO_ROOT / "app.py")
-CATALOG = str(REPO_ROOT / "pages" / "1_Catalog.py")
+CATALOG = str(REPO_ROOT / "app_pages" / "1_Catalog.py")
 TIMEOUT = 60
 
 # category -> (number of ads, unseen, source, split cycle)
@@ -122,11 +122,11 @@ def test_pages_render_on_an_empty_database(home):
 def test_router_lists_every_page_with_a_readable_name(catalog):
     from ui.common import page_files, page_label
 
-    assert page_label(REPO_ROOT / "pages" / "3_Similar_ads.py") == "Similar ads"
+    assert page_label(REPO_ROOT / "app_pages" / "3_Similar_ads.py") == "Similar ads"
     assert "Catalog" in [page_label(p) for p in page_files()]
     at = _ok(_run(APP))
     assert "AdLens" in _texts(at.title)
-    at.switch_page("pages/1_Catalog.py").run()
+    at.switch_page("app_pages/1_Catalog.py").run()
     assert "Catalog" in _texts(_ok(at).title)
     assert len(_shown_ids(at)) == sum(len(v) for v in catalog.values())
 
@@ -140,7 +140,10 @@ def test_overview_shows_counts_device_models_and_demo_label(catalog):
     assert metrics["Impressions"] == str(len(IMPRESSIONS))
     assert metrics["Clicks"] == str(sum(c for _, c in IMPRESSIONS))
     assert "**CPU**" in _texts(at.markdown)  # conftest forces ADLENS_DEVICE=cpu
-    models = next(d.value for d in at.dataframe if "model" in d.value.columns)
+    built = next(d.value for d in at.dataframe if "built" in d.value.columns)  # the default models: none built yet
+    assert len(built) == 12 and (built["built"] == "no").all()
+    assert at.button(key="build_models").label == "Build the 12 missing model(s) in the background"
+    models = next(d.value for d in at.dataframe if "runs now" in d.value.columns)
     detector = models[models["model"] == "Region detector"].iloc[0]
     assert "offline default" in detector["runs now"] and "ADLENS_OFFLINE=true" in detector["why"]
     # kites are source=demo: the generated-data banner and the OpenMoji attribution are shown
@@ -348,6 +351,7 @@ def test_good_imports_of_ads_users_and_clicks_show_up(catalog):
 def test_demo_button_builds_a_labelled_world(home):
     """The empty-catalog call to action really builds the (small) demo world (~15 s on 2 cores)."""
     at = _ok(_run(APP))
+    at.checkbox(key="demo_models").uncheck()  # the world only: the model build has its own tests
     at.button(key="build_demo").click().run(timeout=240)
     assert "Demo world built" in _texts(_ok(at).success)
     at.button(key="demo_refresh").click().run()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from audience_world import OCT, SEPT, build_world
@@ -195,3 +197,49 @@ def test_baseline_retrievers_never_return_the_package():
     picks = rand(["c1a0"], 14)
     assert len(set(picks)) == 14 and "c1a0" not in picks
     assert rand(["c1a0"], 5) == rand(["c1a0"], 5)
+
+
+def test_paired_bootstrap_intervals_cover_the_auc_and_shrink_with_more_users():
+    from sklearn.metrics import roc_auc_score
+
+    from core.audience.metrics import paired_auc_bootstrap
+
+    rng = np.random.default_rng(0)
+
+    def draw(n_pos):
+        y = np.r_[np.ones(n_pos), np.zeros(3 * n_pos)]
+        return y, rng.random(len(y)) + 0.3 * y, rng.random(len(y)) + 0.6 * y
+
+    y, a, b = draw(9)
+    small = paired_auc_bootstrap(y, a, b, seed=1)
+    assert small["initial"][0] <= roc_auc_score(y, a) <= small["initial"][1]
+    assert small["expanded"][0] <= roc_auc_score(y, b) <= small["expanded"][1]
+    y, a, b = draw(400)
+    large = paired_auc_bootstrap(y, a, b, seed=1)
+    width = lambda iv: iv[1] - iv[0]  # noqa: E731
+    assert width(large["delta"]) < width(small["delta"]) / 3
+    assert large["delta"][0] > 0  # 0.6 vs 0.3 separation: a real difference with 400 positives
+    assert paired_auc_bootstrap(np.array([1, 0, 0]), np.zeros(3), np.zeros(3)) == {"initial": None, "expanded": None, "delta": None}
+
+
+def test_expansion_reports_its_uncertainty_and_stores_the_averaged_table(world):
+    from core.runs import list_runs
+
+    engine, info = world
+    config = ExpansionConfig(similar=4, test_fraction=0.2, **FAST)
+    table = run_all_packages([make_retriever("oracle", engine=engine)], config, engine=engine)
+    for row in table.per_package:
+        stored = get_run_metrics(row["run_id"], engine)
+        ci = stored["auc_intervals"]
+        assert ci["initial"][0] <= stored["auc_initial"] <= ci["initial"][1]
+        assert ci["expanded"][0] <= stored["auc_expanded"] <= ci["expanded"][1]
+        assert ci["delta"][0] <= stored["auc_expanded"] - stored["auc_initial"] <= ci["delta"][1]
+    saved = list_runs("expansion-table", "done", engine=engine)[0]
+    assert saved["metrics"]["rows"] == json.loads(json.dumps(table.to_dict()["rows"]))
+    assert len(saved["config"]["packages"]) == len(info["packages"]) and saved["config"]["retrievers"] == ["oracle"]
+
+
+def get_run_metrics(run_id, engine):
+    from core.audience.store import get_run
+
+    return get_run(run_id, engine=engine)["metrics"]

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core.config import REPO_ROOT
 from core.store import ExpansionRun, Package, session_scope
 
-PAGE = str(REPO_ROOT / "pages" / "5_Audience.py")
+PAGE = str(REPO_ROOT / "app_pages" / "5_Audience.py")
 
 
 def _ok(at: AppTest) -> AppTest:

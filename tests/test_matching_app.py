@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from core.config import REPO_ROOT
 from tests.matching_world import build_catalog, use_colour_detector
 
-PAGE = str(REPO_ROOT / "pages" / "7_Phrase_match.py")
+PAGE = str(REPO_ROOT / "app_pages" / "7_Phrase_match.py")
 TINY_LXMERT = {"l_layers": 1, "x_layers": 1, "r_layers": 1}
 torch.set_num_threads(1)
 
@@ -111,3 +111,43 @@ def test_train_match_evaluate_cli_and_page(catalog, home, tmp_path):
     # one view per scorer that can say what it looked at; ION's says that it reads the ad text
     assert {"LXMERT", "CLIP", "Early fusion", "ION"} <= {t.label for t in at.tabs}
     assert any("reads the ad text" in c.value for c in at.caption)
+
+
+def test_a_matcher_run_shows_while_it_trains_and_cancel_stops_it(catalog):
+    import time
+
+    from core.matching.service import train_matcher
+    from core.runs import RunCancelled, list_runs, request_cancel
+
+    seen = []
+
+    def progress(done, total, message):
+        active = [r for r in list_runs("matcher-early") if r["status"] in ("running", "cancelling")]
+        seen.append((active[0]["status"], active[0]["message"]) if active else None)
+        if len(seen) == 1:  # the row exists before any creative is loaded: the page can show it at once
+            request_cancel(active[0]["id"])
+            time.sleep(0.6)  # the job reads its row at most every 0.5 s
+
+    with pytest.raises(RunCancelled):
+        train_matcher("early", engine=catalog, epochs=50, progress=progress)
+    run = list_runs("matcher-early")[0]
+    assert seen[0][0] == "running" and run["status"] == "cancelled" and run["checkpoint_path"] is None
+    assert len(seen) <= 3  # it stopped at the next report, not at the end of 50 epochs
+
+
+def test_phrase_match_trains_from_the_page_and_checks_before_detecting(catalog, monkeypatch):
+    from pathlib import Path
+
+    from core import jobs
+    from core.demo.models import stage_for_kind
+
+    started = []
+    monkeypatch.setattr(jobs, "start_command", lambda args, label: started.append((list(args), label)) or (4321, Path("x.log")))
+    at = _page()
+    at.button(key="pm_go").click().run()  # nothing trained: it says so at once (no detection first)
+    assert not at.exception
+    assert any("No scorer is trained yet" in w.value for w in at.warning)
+    at.selectbox(key="pm_train_scorer").set_value("clip").run()
+    at.button(key="pm_train_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert started and started[0][0] == list(stage_for_kind("matcher-clip").args) and started[0][1].startswith("matcher-clip-")

@@ -106,3 +106,32 @@ def test_phrases_are_routed_through_the_catalogue_text_space(w):
     assert direct["query"]["route"] == "direct" and "seed_ads" not in direct["query"]
     with pytest.raises(RetrievalError, match="unknown phrase route"):
         search(w["ion"], phrase="running shoes", phrase_route="magic")
+
+
+def test_an_ad_text_without_a_picture_goes_the_phrase_route(w):
+    from core.retrieval import search
+
+    as_text = search(w["ion"], text="running shoes", k=5)
+    as_phrase = search(w["ion"], phrase="running shoes", k=5)
+    assert as_text["query"]["type"] == "creative" and as_text["query"]["route"] == "text-neighbours"
+    assert [r["ad_id"] for r in as_text["results"]] == [r["ad_id"] for r in as_phrase["results"]]
+
+
+def test_a_query_far_from_every_ad_is_flagged(w):
+    from core.retrieval import search
+    from core.retrieval.index import load_index
+    from core.retrieval.nearest import closeness, neighbour_distances
+    from core.runs import get_run
+
+    index = load_index(get_run(w["ion"]))
+    typical = neighbour_distances(index)
+    assert len(typical) == min(500, len(index)) and np.all(np.diff(typical) >= 0) and typical[0] >= 0
+    assert neighbour_distances(index) is typical  # cached per index
+    ad = search(w["ion"], ad_id="demo-00003", k=3)
+    assert ad["closeness"]["nearest"] == ad["results"][0]["distance"]
+    assert ad["closeness"]["threshold"] == pytest.approx(float(np.quantile(typical, 0.95)), abs=1e-5)
+    assert closeness(float(typical[-1]) * 2 + 1.0, typical)["far"] is True
+    assert closeness(float(typical[0]), typical)["far"] is False
+    # a vector far outside the cloud: the search says so
+    far = index.search(np.full((1, index.dim), 10.0, np.float32), 1)
+    assert closeness(float(np.sqrt(far.distances[0][0])), typical)["far"] is True

@@ -1,4 +1,4 @@
-"""pages/2_Regions.py under AppTest: a catalog ad with its product box, sliders, empty catalog, upload mode."""
+"""app_pages/2_Regions.py under AppTest: a catalog ad with its product box, sliders, empty catalog, upload mode."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import REPO_ROOT
 
-PAGE = str(REPO_ROOT / "pages" / "2_Regions.py")
+PAGE = str(REPO_ROOT / "app_pages" / "2_Regions.py")
 CUP = [165, 10, 400, 300]
 
 

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from core.config import REPO_ROOT
 from tests.retrieval_world import world
 
-PAGES = {name: str(REPO_ROOT / "pages" / name) for name in ("3_Similar_ads.py", "4_Evaluation.py", "6_Attention.py")}
+PAGES = {name: str(REPO_ROOT / "app_pages" / name) for name in ("3_Similar_ads.py", "4_Evaluation.py", "6_Attention.py")}
 
 
 def _run(page: str) -> AppTest:
@@ -55,10 +55,12 @@ def test_evaluation_page_with_a_run_and_starting_a_job(w, monkeypatch):
     assert at.dataframe and at.multiselect(key="ev_runs").value
     at.selectbox(key="ev_kind").set_value("ion")
     at.multiselect(key="ev_ablate").set_value(["sca"])
-    at.number_input(key="ev_epochs").set_value(3)
+    epochs = at.selectbox(key="ev_epochs")
+    assert epochs.format_func(0).startswith("auto (") and epochs.format_func(0).endswith(" epochs)")  # what auto means, in words
+    epochs.set_value(10)
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert started and started[0][0] == "ion" and started[0][1] == ["sca"] and started[0][2]["epochs"] == 3
+    assert started and started[0][0] == "ion" and started[0][1] == ["sca"] and started[0][2]["epochs"] == 10
 
 
 def test_attention_page_with_a_run(w):
@@ -93,16 +95,16 @@ def test_regions_page_reranks_with_a_trained_ion_run(w, monkeypatch):
 
     monkeypatch.setattr(registry, "get_detector", lambda *_a, **_k: registry.DetectorChoice(
         _QuadrantDetector(), "offline", "test stand-in", "cpu"))
-    at = AppTest.from_file(str(REPO_ROOT / "pages" / "2_Regions.py"), default_timeout=90).run()
+    at = AppTest.from_file(str(REPO_ROOT / "app_pages" / "2_Regions.py"), default_timeout=90).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.sidebar.selectbox(key="r_scorer").value == "zero-shot"
-    assert any("Clue scorer: zero-shot" in str(i.value) for i in at.info)
-    at.sidebar.selectbox(key="r_scorer").set_value(w["ion"]).run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert at.sidebar.selectbox(key="r_scorer").value == w["ion"]  # ION's own SCA by default when there is a run
     assert any(f"Clue scorer: ION run #{w['ion']}" in str(i.value) for i in at.info)
     assert not at.warning  # same detector as the run was trained with
     table = at.dataframe[0].value
     assert len(table) == 5 and (table["kept"] == "yes").sum() == 5  # k2 slider default 10 > 5 boxes
+    at.sidebar.selectbox(key="r_scorer").set_value("zero-shot").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Clue scorer: zero-shot" in str(i.value) for i in at.info)
 
 
 def test_evaluation_page_shows_a_running_job_and_refreshes_only_while_asked(w):

@@ -11,7 +11,7 @@ from ui.common import md_escape
 from ui.images import placeholder, thumbnail
 
 SPLIT_COLORS = {"train": "blue", "val": "orange", "test": "green"}
-CATALOG_PAGE = "pages/1_Catalog.py"
+CATALOG_PAGE = "app_pages/1_Catalog.py"
 
 
 def snippet(text: str, limit: int = 90) -> str:

@@ -14,7 +14,7 @@ from core.config import REPO_ROOT, Settings, get_settings
 ASSETS = REPO_ROOT / "assets"
 LOGO = ASSETS / "logo.svg"
 ICON = ASSETS / "icon.png"
-PAGES_DIR = REPO_ROOT / "pages"
+PAGES_DIR = REPO_ROOT / "app_pages"
 
 DEMO_BANNER = "Generated demo data — synthetic creatives, users and clicks"
 OPENMOJI_TEXT = "Emoji artwork: OpenMoji – the open-source emoji and icon project, CC BY-SA 4.0"
@@ -89,7 +89,7 @@ def page_icon(path: Path) -> str:
 
 
 def page_files() -> list[Path]:  # the router in app.py lists these
-    """The pages in ``pages/``, in Streamlit's order (numeric prefix, then name)."""
+    """The pages in ``app_pages/``, in Streamlit's order (numeric prefix, then name)."""
 
     def order(p: Path) -> tuple[int, str]:
         match = re.match(r"^(\d+)", p.stem)
@@ -107,7 +107,7 @@ def page_setup(title: str) -> None:
 def page_slug(path: Path) -> str:
     """URL path of a page: '3_Similar_ads.py' -> 'similar-ads'.
 
-    Deliberately unlike Streamlit's own names for pages/ files ('Similar_ads'): a deep link then always
+    Deliberately unlike Streamlit's own names for page files ('Similar_ads'): a deep link then always
     goes through the router in app.py (with its navigation), never straight to the page file.
     """
     return (re.sub(r"^\d+[_\- ]*", "", path.stem) or path.stem).replace(" ", "-").replace("_", "-").lower()
@@ -153,7 +153,18 @@ def page_frame(title: str, heading: str | None = None) -> dict[str, Any]:
     st.title(heading or title)
     stats = catalog_stats()
     demo_banner(stats)
+    models_building()
     return stats
+
+
+def models_building() -> None:
+    """While ``core demo --models background`` runs: its stages, live (ui.waiting.build_panel)."""
+    from core.demo.models import is_building
+
+    if is_building():
+        from ui.waiting import build_panel
+
+        build_panel()
 
 
 def page_end(stats: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from core.runs import full_models_first, list_runs
 KEPT_COLOR = "#16a34a"  # kept by SCA (k2)
 DROPPED_COLOR = "#f97316"  # in the top k1 but dropped
 OUTSIDE_COLOR = "#9ca3af"  # below the top k1 by detector confidence
+KIND_LABELS = {"ion": "ION", "totyemb": "ToTYEmb", "text": "text-only", "image": "image-only"}
 
 
 def run_label(run: dict[str, Any]) -> str:
@@ -28,7 +29,12 @@ def run_picker(label: str = "Model run", *, kinds: Sequence[str] | None = None, 
     runs = full_models_first([r for r in list_runs(status="done") if r["index_path"] and (not kinds or r["kind"] in kinds)])
     where = st.sidebar if sidebar else st
     if not runs:
+        from ui.waiting import wait_for
+
         wanted = " or ".join(kinds) if kinds else "any"
+        waiting = list(kinds or ("ion", "totyemb"))
+        if wait_for(waiting, "the " + " or ".join(KIND_LABELS.get(k, k) for k in waiting) + " model"):
+            return None
         # in the main area even when the picker lives in the sidebar: without a run the page has nothing else
         st.info(f"No finished model run ({wanted}) yet: train one on the **Evaluation** page or with "
                 "`python -m core train --model ion`.", icon=":material/model_training:")

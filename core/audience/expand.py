@@ -27,7 +27,7 @@ from sqlalchemy import Engine, func, select
 from core.audience import logs
 from core.audience.errors import AudienceError, NoImpressionsError, SimilarAdsError
 from core.audience.features import FeatureMatrix, load_features
-from core.audience.metrics import auc_and_roc, ctr_at_sizes, top_order
+from core.audience.metrics import auc_and_roc, ctr_at_sizes, paired_auc_bootstrap, top_order
 from core.audience.model import TargetingModel, TreeParams, fit
 from core.audience.retrieval import SimilarAds
 from core.audience.sampling import Dataset, expanded_dataset, initial_dataset
@@ -154,6 +154,7 @@ class ExpansionResult:
     expanded_positive_ids: list[str] = field(default_factory=list, repr=False)
     run_id: int | None = None
     audience_path: str | None = None
+    auc_intervals: dict[str, list[float] | None] = field(default_factory=dict)  # 95% paired bootstrap over T: initial, expanded, delta
 
     def headline(self, size: float) -> dict[str, float]:
         row = min(self.ctr, key=lambda r: abs(r["size"] - size))
@@ -227,8 +228,10 @@ def expand_prepared(prep: Prepared, retriever: SimilarAds, config: ExpansionConf
     progress(1, 2, f"expanded model: {prep.package_id} ({retriever.name})")
     users, y = expanded.train()
     model = fit(features.take(users), y, config.tree_params(), config.scheduler())
-    t_users, t_y = expanded.test()
-    auc, roc = auc_and_roc(t_y, _scores_on(model, features, t_users))
+    t_users, t_y = expanded.test()  # the same T as the initial model's
+    t_scores = _scores_on(model, features, t_users)
+    auc, roc = auc_and_roc(t_y, t_scores)
+    intervals = paired_auc_bootstrap(t_y, _scores_on(prep.model, features, t_users), t_scores, seed=config.seed)
     later = ctr_at_sizes(_scores_on(model, features, prep.later_users), prep.later_clicked, config.sizes,
                          np.random.default_rng([config.seed, 2]))
     ctr = [{"size": a["size"], "targeted": a["targeted"], "ctr_initial": a["ctr"], "ctr_expanded": b["ctr"],
@@ -247,7 +250,7 @@ def expand_prepared(prep: Prepared, retriever: SimilarAds, config: ExpansionConf
         positives_before=len(prep.dataset.train_pos), positives_after=len(expanded.train_pos),
         negatives_before=len(prep.dataset.train_neg), negatives_after=len(expanded.train_neg),
         added_positives=len(added), test_positives=len(expanded.test_pos), test_negatives=len(expanded.test_neg),
-        auc_initial=prep.auc, auc_expanded=auc, roc={"initial": prep.roc, "expanded": roc},
+        auc_initial=prep.auc, auc_expanded=auc, roc={"initial": prep.roc, "expanded": roc}, auc_intervals=intervals,
         ctr=ctr, base_ctr=float(prep.later_clicked.mean()), later_users=len(prep.later_users),
         later_clickers=int(prep.later_clicked.sum()), package_ctr=prep.package_ctr,
         importance={"initial": prep.model.importance(features.columns), "expanded": model.importance(features.columns)},
@@ -386,7 +389,15 @@ def run_all_packages(retrievers: Mapping[str, SimilarAds] | Sequence[SimilarAds]
                                 "retrieval_precision": res.retrieval_precision})
             done += 1
     progress(total, total, "packages: done")
-    return ExpansionTable(_average_rows(results, config), per_package, skipped, config.headline_size, config.sizes)
+    table = ExpansionTable(_average_rows(results, config), per_package, skipped, config.headline_size, config.sizes)
+    if config.store and per_package:
+        from core.runs import EXPANSION_TABLE_KIND, record_run
+
+        record_run(EXPANSION_TABLE_KIND, f"expansion over {len(ids)} packages: {', '.join(named)}",
+                   {"retrievers": list(named), "packages": ids, "similar": config.similar, "ratio": config.ratio,
+                    "trees": config.n_estimators, "test_fraction": config.test_fraction, "seed": config.seed},
+                   metrics=table.to_dict(), engine=engine)
+    return table
 
 
 def _mean(values: Sequence[float | None]) -> float | None:

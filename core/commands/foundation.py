@@ -10,23 +10,87 @@ import typer
 from core.cli_app import JsonOpt, app, emit, fail, import_result, ingest_app
 from core.progress import tqdm_progress
 
+MODEL_MODES = ("all", "background", "none")
+
 
 @app.command()
 def demo(
     ads: Annotated[int, typer.Option(help="number of creatives")] = 2000,
     users: Annotated[int, typer.Option(help="number of simulated users")] = 20000,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same world)")] = 0,
+    models: Annotated[str, typer.Option(
+        "--models", help="all: build every default model the pages use, then return | background: return once the world "
+                         "is ready, models build in a detached process | none: the world only")] = "all",
+    no_models: Annotated[bool, typer.Option("--no-models", help="the world only (same as --models none)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build the embedded demo world (generated data, deterministic for a seed)."""
+    """Build the embedded demo world (generated data, deterministic for a seed), then its default models."""
     from core.demo import build_world
+    from core.demo.models import BuildLocked, build_models, start_background
+    from core.store import get_engine
 
+    mode = "none" if no_models else models
+    if mode not in MODEL_MODES:
+        fail(f"--models must be one of {', '.join(MODEL_MODES)}, got {models!r}", as_json)
     try:
         with tqdm_progress(enabled=not as_json) as progress:
             summary = build_world(n_ads=ads, n_users=users, seed=seed, progress=progress)
     except ValueError as exc:
         fail(str(exc), as_json)
+    summary = {"ok": True, **summary}
+    if mode == "background":
+        pid = start_background()
+        summary["models"] = {"mode": "background", "pid": pid, "note": "a build was already running" if pid is None else
+                             "building in the background; progress in home/demo-models.json and on every page"}
+    elif mode == "all":
+        try:
+            with tqdm_progress(enabled=not as_json) as progress:
+                status = build_models(get_engine(), progress=progress)
+        except BuildLocked as exc:
+            fail(str(exc), as_json)
+        summary["models"] = _models_summary(status)
+        if not as_json:
+            typer.echo(_models_text(status))
+        if any(v["state"] == "failed" for v in status["stages"].values()):
+            emit(summary | {"ok": False}, as_json, "some models failed: see the logs above")
+            raise typer.Exit(1)
     emit(summary, as_json)
+
+
+def _models_summary(status: dict) -> dict:
+    return {"seconds": status.get("seconds"), "budget_s": status.get("budget_s"),
+            "stages": {k: {f: v.get(f) for f in ("state", "seconds", "budget_s", "error", "log")} for k, v in status["stages"].items()}}
+
+
+def _models_text(status: dict) -> str:
+    lines = [f"{'stage':<16} {'state':<11} {'seconds':>8} {'budget':>7}"]
+    for name, v in status["stages"].items():
+        sec = "-" if v.get("seconds") is None else f"{v['seconds']:.0f}"
+        lines.append(f"{name:<16} {v['state']:<11} {sec:>8} {v['budget_s']:>7}" + (f"  {v['error']}" if v.get("error") else ""))
+    lines.append(f"models: {status.get('seconds', 0):.0f} s wall (budget {status.get('budget_s')} s)")
+    return "\n".join(lines)
+
+
+@app.command("demo-models")
+def demo_models(
+    only: Annotated[list[str] | None, typer.Option("--only", help="only these stages (repeat): detector, regions, ion, ...")] = None,
+    force: Annotated[list[str] | None, typer.Option("--force", help="rebuild these stages although they are up to date (repeat)")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="stages at a time (one thread each)")] = 2,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build (or bring up to date) every default model of the loaded catalogue; what `core demo` runs after the world."""
+    from core.demo.models import BuildLocked, build_models
+    from core.store import get_engine
+
+    try:
+        with tqdm_progress(enabled=not as_json) as progress:
+            status = build_models(get_engine(), only=only or None, force=force or (), workers=workers, progress=progress)
+    except (BuildLocked, ValueError) as exc:
+        fail(str(exc), as_json)
+    failed = any(v["state"] == "failed" for v in status["stages"].values())
+    emit({"ok": not failed, **_models_summary(status)}, as_json, _models_text(status))
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("demo-judgements")

@@ -38,6 +38,11 @@ def default_epochs(batches_per_epoch: int) -> int:
     return int(min(MAX_DEFAULT_EPOCHS, max(PAPER_EPOCHS, math.ceil(MIN_DEFAULT_STEPS / batches_per_epoch))))
 
 
+def default_epochs_for(n_train: int, batch_size: int = 32) -> int:
+    """What :func:`default_epochs` picks for ``n_train`` training ads in batches of ``batch_size`` (what "auto" means)."""
+    return default_epochs(math.ceil(n_train / batch_size) if n_train > 0 else 0)
+
+
 class TrainingCancelled(Exception):
     """Raised when ``should_stop()`` returned True; the model keeps its best weights so far."""
 

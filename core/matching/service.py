@@ -8,6 +8,7 @@ written and read through core.runs.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Sequence
 from functools import lru_cache
@@ -25,7 +26,18 @@ from core.matching.features import Creative, load_creatives
 from core.matching.registry import SCORERS, build_scorer, check_scorer, choose_variant
 from core.matching.triples import TripleSet, build_weak_triples, read_judgements
 from core.progress import ProgressFn, no_progress
-from core.runs import create_run, list_runs, record_run, start_run, update_run
+from core.runs import (
+    RunCancelled,
+    cancellable,
+    create_run,
+    db_should_stop,
+    get_run,
+    list_runs,
+    record_run,
+    start_run,
+    update_run,
+    with_db_progress,
+)
 from core.store import Ad, get_engine, session_scope
 
 FORMAT = "adlens-matcher/1"
@@ -199,6 +211,38 @@ def _ion_scorer(engine: Engine, creatives: dict[str, Creative], train_ads: Seque
     return scorer
 
 
+
+def _fit_matcher(name: str, variant: str, options: dict | None, engine: Engine, triples: TripleSet, fit_triples: list, val_triples: list,
+                 cfg: FitConfig, extract: bool, progress: ProgressFn) -> tuple[MatchScorer, dict[str, Any]]:
+    """Prepare the creatives, build and fit the scorer, validate it: (model, metrics)."""
+    # every creative of the triple set is prepared (test ones too), so the region cache - and the "cached" scope of a
+    # later evaluation - covers the same ads as this training
+    from core.device import resolve_device
+
+    device = resolve_device().name
+    cfg.device = device
+    creatives = load_creatives(sorted({t.ad_id for t in triples.triples}), engine, extract=extract, device=device, progress=progress)
+    dims = {c.region_dim for c in creatives.values() if len(c.region_conf)}
+    region_dim = dims.pop() if len(dims) == 1 else 1280
+    torch.manual_seed(cfg.seed)
+    if name == "ion":
+        model = _ion_scorer(engine, creatives, [t.ad_id for t in fit_triples], max(1, cfg.epochs), cfg.seed, progress)
+    else:
+        model = build_scorer(name, variant, region_dim=region_dim, options=options)
+    model.to(device)
+    model.reason = model.reason or choose_variant(name, variant).reason
+    before = model.mean_loss(fit_triples[:256], creatives) if name in ("lxmert", "early", "clip") else None
+    fit = model.fit(fit_triples, creatives, cfg, progress)
+    after = model.mean_loss(fit_triples[:256], creatives) if before is not None else None
+    metrics: dict[str, Any] = {"fit": fit, "train_loss_before": before, "train_loss_after": after}
+    if val_triples and len({t.label for t in val_triples}) == 2:
+        val = [t for t in val_triples if t.ad_id in creatives]
+        probs = _pair_scores(model, val, creatives)
+        metrics["val"] = {k: v for k, v in evaluate_scores([t.phrase for t in val], probs, [t.label for t in val], n_boot=200).items()
+                          if k in ("auc", "auc_low", "auc_high", "n", "map@10", "ndcg@10")}
+    return model, metrics
+
+
 def train_matcher(scorer: str, *, engine: Engine | None = None, variant: str = "auto", triples: TripleSet | None = None,
                   scope: str = "cached", epochs: int = 3, batch_size: int = 32, lr: float | None = None, max_steps: int | None = None,
                   seed: int = 0, options: dict | None = None, extract: bool = True, pairs: int = 1, split_seed: int = 0,
@@ -225,47 +269,30 @@ def train_matcher(scorer: str, *, engine: Engine | None = None, variant: str = "
     fit_triples, val_triples = triples.part("train"), triples.part("val")
     if not fit_triples:
         raise ValueError("no training triples: the catalog needs phrases in the train split")
-    # every creative of the triple set is prepared (test ones too), so the region cache - and the "cached" scope of a
-    # later evaluation - covers the same ads as this training
-    from core.device import resolve_device
-
-    device = resolve_device().name
-    creatives = load_creatives(sorted({t.ad_id for t in triples.triples}), engine, extract=extract, device=device, progress=progress)
-    dims = {c.region_dim for c in creatives.values() if len(c.region_conf)}
-    region_dim = dims.pop() if len(dims) == 1 else 1280
-    cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr if lr is not None else DEFAULT_LR[name], seed=seed, max_steps=max_steps,
-                    device=device)
-    torch.manual_seed(seed)
-    if name == "ion":
-        model = _ion_scorer(engine, creatives, [t.ad_id for t in fit_triples], max(1, epochs), seed, progress)
-    else:
-        model = build_scorer(name, variant, region_dim=region_dim, options=options)
-    model.to(device)
-    choice_reason = model.reason or choose_variant(name, variant).reason
-    model.reason = choice_reason
-    before = model.mean_loss(fit_triples[:256], creatives) if name in ("lxmert", "early", "clip") else None
-    fit = model.fit(fit_triples, creatives, cfg, progress)
-    after = model.mean_loss(fit_triples[:256], creatives) if before is not None else None
-    metrics: dict[str, Any] = {"fit": fit, "train_loss_before": before, "train_loss_after": after}
-    if val_triples and len({t.label for t in val_triples}) == 2:
-        val = [t for t in val_triples if t.ad_id in creatives]
-        probs = _pair_scores(model, val, creatives)
-        metrics["val"] = {k: v for k, v in evaluate_scores([t.phrase for t in val], probs, [t.label for t in val], n_boot=200).items()
-                          if k in ("auc", "auc_low", "auc_high", "n", "map@10", "ndcg@10")}
+    cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr if lr is not None else DEFAULT_LR[name], seed=seed, max_steps=max_steps)
     run_id = create_run(f"matcher-{name}", f"{name} matcher",
-                        {"variant_text": model.variant, "reason": model.reason, "options": dict(options or {}), "fit": cfg.to_dict(),
-                         "scorer": name, "pairs": pairs},
+                        {"options": dict(options or {}), "fit": cfg.to_dict(), "scorer": name, "pairs": pairs, "variant": variant,
+                         "job": {"mode": "process", "pid": os.getpid(), "host": socket.gethostname()}},
                         data_split={"source": triples.source, "scope": scope_text, **triples.summary(),
                                     "train_phrases": sorted({t.phrase for t in fit_triples})},
                         version=FORMAT, engine=engine)
-    start_run(run_id, "saving the checkpoint", engine=engine)  # the checkpoint's file name needs the run id
-    rel = f"runs/matcher-{name}-{run_id}.pt"
+    if not start_run(run_id, "loading the creatives", engine=engine):
+        raise RunCancelled("cancelled before it started")
+    progress = cancellable(with_db_progress(progress, run_id, engine), db_should_stop(run_id, engine))
     try:
+        model, metrics = _fit_matcher(name, variant, options, engine, triples, fit_triples, val_triples, cfg, extract, progress)
+        progress(1, 1, "saving the checkpoint")
+        rel = f"runs/matcher-{name}-{run_id}.pt"
         save_matcher(resolve(rel), model, {"run_id": run_id})
+    except RunCancelled:
+        update_run(run_id, engine=engine, status="cancelled", message="cancelled", finished=True)
+        raise
     except Exception as exc:
         update_run(run_id, engine=engine, status="failed", message=f"{exc.__class__.__name__}: {exc}"[:2000], finished=True)
         raise
-    update_run(run_id, engine=engine, status="done", checkpoint_path=rel, metrics=metrics, progress=1.0, message="done", finished=True)
+    run = get_run(run_id, engine=engine)
+    update_run(run_id, engine=engine, status="done", checkpoint_path=rel, metrics=metrics, progress=1.0, message="done", finished=True,
+               config={**run["config"], "variant_text": model.variant, "reason": model.reason, "fit": cfg.to_dict()})
     return {"ok": True, "scorer": name, "run_id": run_id, "variant": model.variant, "reason": model.reason, "checkpoint": rel,
             "scope": scope_text, "triples": triples.summary(), "metrics": metrics, "seconds": round(time.perf_counter() - started, 2)}
 

@@ -97,26 +97,11 @@ def extract_catalog(detector: str | Detector | None = None, *, limit: int | None
     progress = progress or no_progress
     engine = engine or get_engine()
     started = time.perf_counter()
-    if detector is None or isinstance(detector, str):
-        choice = get_detector(detector, weights=weights, device=device)
-        det, backend, reason, dev = choice.detector, choice.backend, choice.reason, choice.device_reason
-    else:
-        det, backend, reason, dev = detector, detector.backend, "given", detector.device
+    det, backend, reason, dev = _resolve_detector(detector, weights, device)
     mode, default_describer = resolve_descriptors(descriptors, det.device)
     describer = (describer or default_describer) if mode != "none" else None
     key = detector_key(det, conf, iou, max_det, describer, mode)
-    with session_scope(engine) as s:
-        query = select(Ad.id, Ad.image_hash, Ad.image_path).order_by(Ad.id)
-        if ad_ids is not None:
-            query = query.where(Ad.id.in_(ad_ids))
-        if limit is not None:
-            query = query.limit(max(0, limit))
-        rows = s.execute(query).all()
-        images: dict[str, str] = {}
-        for _ad, image_hash, path in rows:
-            images.setdefault(image_hash, path)
-        cached = set(s.scalars(select(RegionSet.image_hash).where(RegionSet.detector == key,
-                                                                   RegionSet.image_hash.in_(list(images)))))
+    rows, images, cached = _cache_state(engine, key, ad_ids, limit)
     todo = [h for h in images if h not in cached]
     computed, failed = 0, []
     seconds_detect = seconds_describe = 0.0
@@ -145,6 +130,45 @@ def extract_catalog(detector: str | Detector | None = None, *, limit: int | None
         "seconds_describe": round(seconds_describe, 3), "descriptors": mode if describer is not None else "none",
         "describer": describer.version if describer is not None else None,
     }
+
+
+def _resolve_detector(detector: str | Detector | None, weights: str | None, device: str | None) -> tuple[Detector, str, str, str]:
+    if detector is None or isinstance(detector, str):
+        choice = get_detector(detector, weights=weights, device=device)
+        return choice.detector, choice.backend, choice.reason, choice.device_reason
+    return detector, detector.backend, "given", detector.device
+
+
+def _cache_state(engine: Engine, key: str, ad_ids: list[str] | None = None,
+                 limit: int | None = None) -> tuple[list, dict[str, str], set[str]]:
+    """(ad rows, image hash -> path, hashes already cached under ``key``) of the catalog (or of ``ad_ids``)."""
+    with session_scope(engine) as s:
+        query = select(Ad.id, Ad.image_hash, Ad.image_path).order_by(Ad.id)
+        if ad_ids is not None:
+            query = query.where(Ad.id.in_(ad_ids))
+        if limit is not None:
+            query = query.limit(max(0, limit))
+        rows = s.execute(query).all()
+        images: dict[str, str] = {}
+        for _ad, image_hash, path in rows:
+            images.setdefault(image_hash, path)
+        cached = set(s.scalars(select(RegionSet.image_hash).where(RegionSet.detector == key,
+                                                                   RegionSet.image_hash.in_(list(images)))))
+    return rows, images, cached
+
+
+def default_cache_key(detector: str | Detector | None = None, *, descriptors: str | None = None, conf: float = 0.05,
+                      iou: float = 0.5, max_det: int = 50) -> str:
+    """The region-cache key ``extract`` (and training) would use with these settings (builds the detector, detects nothing)."""
+    det, _backend, _reason, _dev = _resolve_detector(detector, None, None)
+    mode, describer = resolve_descriptors(descriptors, det.device)
+    return detector_key(det, conf, iou, max_det, describer if mode != "none" else None, mode)
+
+
+def missing_count(key: str, *, engine: Engine | None = None) -> int:
+    """How many of the catalog's images have no regions cached under ``key``."""
+    _rows, images, cached = _cache_state(engine or get_engine(), key)
+    return len(images) - len(cached)
 
 
 def _store_batch(engine: Engine, key: str, loaded: list, results: list[DetectionResult], ocr: bool) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -60,8 +61,11 @@ def search(run_id: int | None = None, *, ad_id: str | None = None, image: Image.
     elif phrase:
         vector, route = phrase_query(run, index, phrase, phrase_route)
         query = {"type": "phrase", "phrase": phrase, **route}
+    elif image is None:  # an ad text without a picture: the models never saw an ad without regions, so as a phrase
+        vector, route = phrase_query(run, index, text or "", phrase_route)
+        query = {"type": "creative", "text": text or "", "image": False, **route}
     else:
-        query = {"type": "creative", "text": text or "", "image": image is not None}
+        query = {"type": "creative", "text": text or "", "image": True}
         vector = embed_query(run, text=text or "", image=image)
     found = index.search(np.asarray(vector, np.float32), k, exclude=exclude)
     ids = found.ids[0]
@@ -72,4 +76,40 @@ def search(run_id: int | None = None, *, ad_id: str | None = None, image: Image.
         same = None if query_category is None or rec.get("category_id") is None else rec["category_id"] == query_category
         results.append({**rec, "rank": rank, "ad_id": rid, "distance": round(float(np.sqrt(max(float(dist), 0.0))), 6),
                         "same_category": same})
-    return {"ok": True, "run": {"id": run["id"], "kind": run["kind"], "name": run["name"]}, "query": query, "k": k, "results": results}
+    out = {"ok": True, "run": {"id": run["id"], "kind": run["kind"], "name": run["name"]}, "query": query, "k": k, "results": results}
+    if results:
+        out["closeness"] = closeness(results[0]["distance"], neighbour_distances(index))
+    return out
+
+
+FAR_QUANTILE = 0.95  # a query is "far" when its nearest ad is farther than this share of catalogue ads are from their nearest
+
+
+def neighbour_distances(index, sample: int = 500, seed: int = 0) -> np.ndarray:
+    """Distance from each of up to ``sample`` catalogue ads (a seeded sample) to its nearest other ad, sorted."""
+    cached = _NN_CACHE.get(index)
+    if cached is not None and cached[0] == len(index):
+        return cached[1]
+    ids = list(index.ids)
+    if len(ids) < 2:
+        return np.zeros(0)
+    rng = np.random.default_rng(seed)
+    chosen = [ids[i] for i in sorted(rng.choice(len(ids), min(sample, len(ids)), replace=False))]
+    vectors = np.stack([index.vector(a) for a in chosen]).astype(np.float32)
+    found = index.search(vectors, 1, exclude=chosen)
+    dist = np.sort(np.sqrt(np.maximum([d[0] for d in found.distances if len(d)], 0.0)))
+    _NN_CACHE[index] = (len(index), dist)
+    return dist
+
+
+_NN_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # index -> (its size then, distances)
+
+
+def closeness(nearest: float, typical: np.ndarray) -> dict[str, Any]:
+    """How the query's nearest distance compares with the catalogue's own nearest-neighbour distances."""
+    if not len(typical):
+        return {"nearest": nearest, "far": False}
+    threshold = float(np.quantile(typical, FAR_QUANTILE))
+    return {"nearest": nearest, "typical": round(float(np.median(typical)), 6), "threshold": round(threshold, 6),
+            "quantile": FAR_QUANTILE, "far": bool(nearest > threshold),
+            "share_closer": round(float(np.mean(typical < nearest)), 4)}

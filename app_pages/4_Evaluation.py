@@ -17,7 +17,8 @@ from plotly.subplots import make_subplots
 from core import jobs
 from core.retrieval import evaluate_runs
 from core.runs import RUN_KINDS, delete_run, full_models_first, list_runs
-from ui.common import page_end, page_frame
+from ui.common import engine, page_end, page_frame
+from ui.waiting import wait_for
 
 ABLATIONS = {"ion": ["ksg", "sca", "dfa"], "totyemb": ["pointer", "image"]}
 
@@ -70,6 +71,8 @@ def default_runs(runs: list[dict], limit: int = 6) -> list[int]:
 def results_section() -> None:
     runs = [r for r in list_runs(status="done") if r["metrics"].get("seen")]
     if not runs:
+        if wait_for(["ion", "totyemb", "text", "image"], "the first evaluated models (ION, ToTYEmb, baselines)"):
+            return
         st.info("No evaluated run yet: train one below, or run `python -m core experiments`.", icon=":material/query_stats:")
         return
     by_id = {r["id"]: r for r in runs}
@@ -91,6 +94,18 @@ def results_section() -> None:
                "(few test ads per category make it low for seen categories and cap P@k for large k).")
 
 
+def auto_epochs() -> int:
+    """What "auto" epochs means on this catalogue (core.embed.train.default_epochs_for its training split)."""
+    from sqlalchemy import func, select
+
+    from core.embed.train import default_epochs_for
+    from core.store import Ad, session_scope
+
+    with session_scope(engine()) as s:
+        n_train = s.scalar(select(func.count()).select_from(Ad).where(Ad.split == "train")) or 0
+    return default_epochs_for(int(n_train))
+
+
 def train_section() -> None:
     st.subheader("Train a new run")
     with st.form("ev_train"):
@@ -99,8 +114,10 @@ def train_section() -> None:
         ablate = st.multiselect("Ablate (ION: ksg, sca, dfa; ToTYEmb: pointer, image)", sorted({a for v in ABLATIONS.values() for a in v}),
                                 key="ev_ablate")
         c1, c2, c3, c4, c5 = st.columns(5)
-        epochs = c1.number_input("Epochs", 0, 100, 0, key="ev_epochs",
-                                 help="0 = automatic: the paper's 30, more on small catalogs (at least 4,000 optimiser steps)")
+        auto = auto_epochs()
+        epochs = c1.selectbox("Epochs", [0, 10, 20, 30, 50, 100], key="ev_epochs",
+                              format_func=lambda e: f"auto ({auto} epochs)" if e == 0 else f"{e} epochs",
+                              help="auto: the paper's 30, more on small catalogs (at least 4,000 optimiser steps, at most 100)")
         k1 = c2.number_input("k1", 1, 50, 20, key="ev_k1")
         k2 = c3.number_input("k2", 1, 50, 10, key="ev_k2")
         margin = c4.number_input("margin γ", 0.0, 2.0, 0.2, 0.05, key="ev_margin")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit run` puts only the script's folder on the path
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -16,6 +18,7 @@ from core.matching.registry import SCORERS
 from ui.cards import ad_grid
 from ui.common import engine, md_escape, page_end, page_frame
 from ui.images import load_creative, placeholder
+from ui.waiting import job_progress, wait_for
 
 MAX_CREATIVES = 100
 TRAIN_HINT = "python -m core train-matcher --scorer {name}"
@@ -35,18 +38,42 @@ def main() -> None:
 
 
 def scorers_panel() -> None:
-    """Which variant of each scorer runs, and why."""
+    """Which variant of each scorer runs, and why; a train / re-train control per scorer (one job system with the CLI)."""
     from core.matching.service import latest_matchers
 
     trained = latest_matchers(engine())
-    with st.expander("Scorers: which variant runs, and why", expanded=not trained, icon=":material/info:"):
+    missing = [n for n in SCORERS if n not in trained]
+    waiting = [n for n in missing if wait_for([f"matcher-{n}"], f"the {figures.SCORER_LABELS[n]} scorer")]
+    with st.expander("Scorers: which variant runs, and why; train or re-train", expanded=bool(set(missing) - set(waiting)),
+                     icon=":material/info:"):
         rows = []
         for name in SCORERS:
             info = trained.get(name)
             rows.append({"scorer": figures.SCORER_LABELS[name], "run": info["run_id"] if info else None,
-                         "variant": info["variant"] if info else "not trained", "why": info["reason"] if info else
-                         f"train it: {TRAIN_HINT.format(name=name)}"})
+                         "variant": info["variant"] if info else "being built" if name in waiting else "not trained",
+                         "why": info["reason"] if info else f"train it below or: {TRAIN_HINT.format(name=name)}"})
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        train_controls(trained)
+    job_progress([f"matcher-{n}" for n in SCORERS], key="pm_jobs")
+
+
+def train_controls(trained: dict) -> None:
+    """Start `train-matcher` for one scorer in the background, with the demo build's recipe for it."""
+    from core import jobs
+    from core.demo.models import stage_for_kind
+
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    name = c1.selectbox("Scorer", SCORERS, format_func=lambda n: figures.SCORER_LABELS[n], key="pm_train_scorer")
+    stage = stage_for_kind(f"matcher-{name}")
+    args = list(stage.args) if stage and stage.args else ["train-matcher", "--scorer", name]
+    c1.caption(f"Recipe: `python -m core {' '.join(args)}` · budget about {stage.budget_s // 60 if stage else '?'} min on 2 CPU "
+               "cores. The ION scorer needs a finished ION run.")
+    label = "Re-train" if name in trained else "Train"
+    if c2.button(f"{label} {figures.SCORER_LABELS[name]}", icon=":material/model_training:", key="pm_train_go"):
+        pid, log = jobs.start_command(args, label=f"matcher-{name}-{int(time.time())}")
+        st.toast(f"Training {figures.SCORER_LABELS[name]} in the background (process {pid}; log {log.name})")
+        time.sleep(1.0)  # the job creates its run row within a second or two: show it at once
+        st.rerun()
 
 
 # ---------------------------------------------------------------- scoring
@@ -116,6 +143,12 @@ def score_view(stats: dict) -> None:
         st.caption(f":material/hourglass: {len(todo)} of these creatives have no cached regions yet: they are detected first "
                    "(seconds per image on CPU; `python -m core extract` does the whole catalog).")
     if st.button(f"Score {n} creative(s) for {len(phrases)} phrase(s)", type="primary", disabled=not (phrases and n), key="pm_go"):
+        from core.matching.service import latest_matchers
+
+        if not latest_matchers(engine()):  # before any detection: nothing could use it
+            st.warning("No scorer is trained yet: train one above (or wait for the demo build), then score.",
+                       icon=":material/model_training:")
+            return
         bar = st.progress(0.0, text="Loading creatives…")
 
         def progress(done: int, total: int, message: str) -> None:

@@ -20,7 +20,7 @@ from core.regions.keywords import keywords
 from core.regions.ocr import ocr_words, read_text
 from core.regions.registry import BACKENDS, DetectorChoice, get_detector
 from core.retrieval import clue_scorer, run_detector_version
-from core.runs import list_runs
+from core.runs import full_models_first, list_runs
 from ui.common import page_end, page_frame
 from ui.runs import run_label
 
@@ -55,8 +55,9 @@ def sidebar() -> dict:
         iou = st.slider("NMS IoU threshold", 0.1, 0.95, 0.5, 0.05, key="r_iou")
         use_ocr = st.checkbox("Read printed words (OCR)", value=True, key="r_ocr")
         st.header("Semantic clues")
-        runs = {r["id"]: r for r in list_runs(kind="ion", status="done") if "sca" not in (r["config"].get("ablate") or [])}
-        scorer = st.selectbox("Clue scorer", [ZERO_SHOT, *runs], key="r_scorer",
+        done = full_models_first(list_runs(kind="ion", status="done"))
+        runs = {r["id"]: r for r in done if "sca" not in (r["config"].get("ablate") or [])}
+        scorer = st.selectbox("Clue scorer", [*runs, ZERO_SHOT], key="r_scorer",  # ION's own SCA first when there is a run
                               format_func=lambda i: "Zero-shot: MiniLM(region label, keywords)" if i == ZERO_SHOT else run_label(runs[i]),
                               help="A trained ION run scores each box with its own SCA (alpha, eq. 6); zero-shot compares the "
                                    "box's class name with the text's keywords.")

@@ -117,6 +117,18 @@ def route_note(query: dict) -> None:
         st.caption(f"The phrase was embedded by the model alone: {query['why']}.")
 
 
+def nothing_close(result: dict) -> bool:
+    """Say so when the nearest ad is farther than almost every catalogue ad is from its own nearest; True when the
+    results should stay hidden (the user can still show them)."""
+    c = result.get("closeness") or {}
+    if not c.get("far"):
+        return False
+    st.warning(f"**Nothing in the catalogue is close to this query.** Its nearest ad is at distance {c['nearest']:.3f}; "
+               f"{100 * c['quantile']:.0f}% of catalogue ads have a neighbour within {c['threshold']:.3f} (median "
+               f"{c['typical']:.3f}). The ads below are the least far, not similar ones.", icon=":material/search_off:")
+    return not st.toggle("Show them anyway", key="sim_show_far")
+
+
 def main() -> None:
     stats = page_frame("Similar ads")
     st.caption("Nearest catalog ads in a model run's embedding space (Euclidean distance, FAISS index of the whole catalog).")
@@ -133,6 +145,9 @@ def main() -> None:
             result = search(run["id"], k=k, **query)
             st.markdown(f"**{len(result['results'])} nearest ads** · model `{run['kind']}` run #{run['id']}")
             route_note(result["query"])
+            if nothing_close(result):
+                page_end(stats)
+                return
             captions = [f"#{r['rank']} · distance {r['distance']:.3f}"
                         + {True: " · ✅ same category", False: " · ❌ other category", None: ""}[r["same_category"]]
                         for r in result["results"]]

@@ -18,6 +18,7 @@ from core.audience.store import audience_csv, get_run, list_runs
 from core.catalog import get_ad
 from ui.cards import ad_grid
 from ui.common import data_changed, engine, page_end, page_frame
+from ui.waiting import wait_for
 
 SIZES = (0.01, 0.02, 0.05, 0.1, 0.2)
 
@@ -77,6 +78,7 @@ def show_run(run_id: int) -> None:
     cols[1].metric("AUC expanded", f"{m['auc_expanded']:.3f}", f"{m['auc_expanded'] - m['auc_initial']:+.3f}")
     cols[2].metric("Positives", f"{m['positives_after']:,}", f"+{m['added_positives']:,}")
     cols[3].metric("Base CTR in P'", f"{100 * m['base_ctr']:.2f}%")
+    uncertainty(m)
     left, right = st.columns(2)
     left.plotly_chart(roc_figure(m), key=f"roc-{run_id}")
     right.plotly_chart(ctr_figure([(m["retriever"], m)]), key=f"ctr-{run_id}")
@@ -103,6 +105,69 @@ def show_run(run_id: int) -> None:
                        mime="text/csv", key="aud_download")
 
 
+MIN_TEST_POSITIVES = 30
+
+
+def uncertainty(m: dict) -> None:
+    """Size of T and the bootstrap intervals of the AUCs: one package's T is small, its AUCs move a lot."""
+    n_pos, n_neg = m.get("test_positives", 0), m.get("test_negatives", 0)
+    ci = m.get("auc_intervals") or {}
+
+    def fmt(v: list[float] | None) -> str:
+        return f"[{v[0]:.3f}, {v[1]:.3f}]" if v else "n/a"
+
+    st.caption(f"Held-out test set T: **{n_pos} positives**, {n_neg} negatives. 95% intervals (bootstrap over T, paired): "
+               f"AUC initial {fmt(ci.get('initial'))}, expanded {fmt(ci.get('expanded'))}, difference {fmt(ci.get('delta'))}.")
+    delta = ci.get("delta")
+    if n_pos < MIN_TEST_POSITIVES:
+        st.warning(f"T has only {n_pos} positives (fewer than {MIN_TEST_POSITIVES}): this package's AUCs are noisy"
+                   + (" and the difference is not significant (its interval contains 0)" if delta and delta[0] <= 0 <= delta[1] else "")
+                   + ". The table over all packages above is the result to read.", icon=":material/warning:")
+
+
+def stored_table() -> None:
+    """The newest averaged table over all packages (the paper's Table 3): what the page leads with."""
+    from core.runs import list_runs
+
+    runs = list_runs("expansion-table", "done", engine=engine(), limit=1)
+    st.subheader("Averaged over all packages (the paper's Table 3)")
+    if not runs:
+        if not wait_for(["expansion-table"], "the expansion table over all packages"):
+            st.info("No table over all packages yet: run one under **Run every package** below, or "
+                    "`python -m core expand --all-packages --retriever random --retriever oracle --retriever ion`.",
+                    icon=":material/table_chart:")
+        return
+    run = runs[0]
+    table_view(run["metrics"], key=f"stored-{run['id']}")
+    st.caption(f"Run #{run['id']} of {run['finished_at']:%Y-%m-%d %H:%M} · {len(run['config'].get('packages', []))} packages · "
+               f"{run['config'].get('trees')} trees · N = {run['config'].get('similar')} similar ads. AUC on each package's T, "
+               "CTR of the top 5% of P' users, averaged over packages.")
+
+
+def table_view(table: dict, *, key: str) -> None:
+    rows = pd.DataFrame(table["rows"]).drop(columns=["ctr_by_size"], errors="ignore")
+    st.dataframe(rows, hide_index=True, width="stretch")
+    per = pd.DataFrame(table.get("per_package") or [])
+    if not per.empty:
+        left, right = st.columns(2)
+        first = table["rows"][1]["model"].removeprefix("expanded: ") if len(table["rows"]) > 1 else None
+        left.plotly_chart(positives_figure([r for r in table["per_package"] if r["retriever"] == first]), key=f"pos-{key}")
+        right.plotly_chart(auc_delta_figure(per), key=f"delta-{key}")
+    if table.get("skipped"):
+        st.caption("Skipped: " + "; ".join(f"{s['package_id']}: {s['reason']}" for s in table["skipped"]))
+
+
+def auc_delta_figure(per: pd.DataFrame):
+    import plotly.express as px
+
+    df = per.assign(delta=per["auc_expanded"] - per["auc_initial"])
+    fig = px.strip(df, x="retriever", y="delta", hover_data=["package", "auc_initial", "auc_expanded"],
+                   title="AUC expanded − initial, one dot per package")
+    fig.add_hline(y=0, line_dash="dot", line_color="grey")
+    fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
 def compare_runs() -> None:
     runs = list_runs(engine=engine())
     if not runs:
@@ -117,26 +182,19 @@ def compare_runs() -> None:
 
 
 def all_packages() -> None:
-    with st.expander("Averaged over all packages (the paper's Table 3)"):
+    with st.expander("Run every package (a new averaged table)"):
         choices = retriever_choices()
-        picked = st.multiselect("Similar ads from", list(choices), default=list(choices)[:2], key="aud_all_retrievers")
+        picked = st.multiselect("Similar ads from", list(choices), default=list(choices)[:3], key="aud_all_retrievers")
         trees = st.slider("Trees", 20, 800, 550, 10, key="aud_all_trees")
         if st.button("Run every package", key="aud_all_run") and picked:
             _, report = progress_bar()
             try:
                 retrievers = [make_retriever(choices[p][0], engine=engine(), model_run_id=choices[p][1]) for p in picked]
-                table = run_all_packages(retrievers, ExpansionConfig(n_estimators=trees), engine=engine(), progress=report)
+                run_all_packages(retrievers, ExpansionConfig(n_estimators=trees), engine=engine(), progress=report)
             except (AudienceError, KeyError, ConnectionError) as exc:
                 st.error(str(exc))
                 return
-            st.session_state["aud_table"] = table.to_dict()
-        table = st.session_state.get("aud_table")
-        if table:
-            st.dataframe(pd.DataFrame(table["rows"]).drop(columns=["ctr_by_size"]), hide_index=True)
-            first = table["rows"][1]["model"].removeprefix("expanded: ") if len(table["rows"]) > 1 else None
-            st.plotly_chart(positives_figure([r for r in table["per_package"] if r["retriever"] == first]), key="pos-all")
-            if table["skipped"]:
-                st.caption("Skipped: " + "; ".join(f"{s['package_id']}: {s['reason']}" for s in table["skipped"]))
+            st.rerun()  # the stored table above is the new one
 
 
 def new_package() -> None:
@@ -166,6 +224,8 @@ def main() -> None:
         new_package()
         page_end(stats)
         return
+    stored_table()
+    st.subheader("One package")
     choice = controls(packages)
     if st.button("Run expansion", type="primary", key="aud_go"):
         run_one(choice)

@@ -1,0 +1,116 @@
+"""Browser tests of the first minutes: a cold deep link as the server's very first request, and pages that wait for
+a model of the background build (core.demo.models) refreshing by themselves, in headless Chromium.
+
+The build is simulated: the status file says a stage is running, under the pid of a live process of this test, so
+the pages show their waiting state without 20 minutes of training; marking the stage done must make the page re-run
+by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.browser_app import (
+    PAGE_NOT_FOUND,
+    RENDER_TIMEOUT_S,
+    VIEWPORT,
+    ConsoleWatch,
+    app_env,
+    build_demo_world,
+    launch_args,
+    page_problems,
+    require_chromium,
+    screenshot,
+    serve_app,
+    wait_until_rendered,
+)
+from ui.common import OPENMOJI_TEXT
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.filterwarnings("ignore:Session-scoped fixtures defined as instance methods:pytest.PytestRemovedIn10Warning"),
+]
+TIMEOUT_MS = RENDER_TIMEOUT_S * 1000
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args():
+    return launch_args(require_chromium())
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    require_chromium()
+    home = tmp_path_factory.mktemp("ready-home")
+    env = app_env(home)
+    build_demo_world(env, ads=120, users=600, seed=3)
+    return home, env
+
+
+def _open(page, url: str) -> str:
+    page.goto(url, wait_until="domcontentloaded")
+    page.locator('[data-testid="stMain"]').get_by_text(OPENMOJI_TEXT).first.wait_for(timeout=TIMEOUT_MS)
+    wait_until_rendered(page)
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+@pytest.mark.parametrize("path", ["/similar-ads", "/phrase-match"])
+def test_a_cold_deep_link_is_the_first_request_of_a_fresh_server(world, browser, path):
+    """The page's URL is the very first thing the new server serves (no 'Page not found' on the first load)."""
+    home, env = world
+    with serve_app(env, log_path=home / f"cold{path.replace('/', '-')}.log") as base:
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        console = ConsoleWatch(origin=base).attach(page)
+        try:
+            body = _open(page, base + path)
+            time.sleep(2.0)  # a late dialog would come after the first render
+            screenshot(page, f"cold{path.replace('/', '-')}")
+            problems = page_problems(page, console)
+            assert not problems, "\n".join(problems)
+            assert PAGE_NOT_FOUND not in body
+        finally:
+            context.close()
+
+
+def _status(home, state: str, pid: int) -> None:
+    now = time.time()
+    stages = {"ion": {"title": "ION", "state": state, "budget_s": 300, "kinds": ["ion"], "seconds": None, "error": None,
+                      "started": now - 42},
+              "totyemb": {"title": "ToTYEmb", "state": "pending", "budget_s": 300, "kinds": ["totyemb"], "seconds": None,
+                          "error": None}}
+    (home / "demo-models.json").write_text(json.dumps({"pid": pid, "started": now - 60, "finished": None, "budget_s": 1130,
+                                                       "stages": stages}))
+
+
+def test_a_page_waits_for_its_model_and_refreshes_by_itself(world, browser):
+    home, env = world
+    stand_in = subprocess.Popen(["sleep", "300"])  # the "build" process: alive while the test runs
+    try:
+        _status(home, "running", stand_in.pid)
+        with serve_app(env, log_path=home / "waiting.log") as base:
+            context = browser.new_context(viewport=VIEWPORT)
+            page = context.new_page()
+            console = ConsoleWatch(origin=base).attach(page)
+            try:
+                body = _open(page, base + "/similar-ads")
+                assert "Waiting for the ION or ToTYEmb model" in body, body[:2000]
+                assert "Building the default models in the background" in body
+                time.sleep(10)  # two or three automatic refreshes of the waiting fragments
+                screenshot(page, "similar-ads-waiting")
+                problems = page_problems(page, console)
+                assert not problems, "\n".join(problems)
+                _status(home, "done", stand_in.pid)  # the model "landed": the page re-runs on its own
+                page.get_by_text("Waiting for the ION or ToTYEmb model").wait_for(state="detached", timeout=30_000)
+                wait_until_rendered(page)
+                assert "No finished model run" in page.locator('[data-testid="stMain"]').inner_text()
+                assert not page_problems(page, console)
+            finally:
+                context.close()
+    finally:
+        stand_in.kill()
+        stand_in.wait()
