@@ -18,7 +18,7 @@ from core import jobs
 from core.retrieval import evaluate_runs
 from core.runs import RUN_KINDS, delete_run, full_models_first, list_runs
 from ui.common import engine, page_end, page_frame
-from ui.waiting import wait_for
+from ui.waiting import live_curve, run_eta, run_warnings, wait_for
 
 ABLATIONS = {"ion": ["ksg", "sca", "dfa"], "totyemb": ["pointer", "image"]}
 
@@ -81,6 +81,8 @@ def results_section() -> None:
     picked = [by_id[i] for i in chosen]
     if picked:
         st.plotly_chart(curves(picked), width="stretch", key="ev_curves")
+        for run in picked:
+            run_warnings(run)
     rows = evaluate_runs()
     df = table([r for r in rows if r["run_id"] in chosen] or rows)
     st.subheader("Hit P@k side by side")
@@ -157,10 +159,11 @@ def jobs_section() -> bool:
     st.subheader("Background jobs")
     for run in active:
         cols = st.columns([5, 1])
-        cols[0].progress(min(1.0, run["progress"]), text=f"#{run['id']} {run['name']}: {run['status']} — {run['message']}")
+        cols[0].progress(min(1.0, run["progress"]), text=f"#{run['id']} {run['name']}: {run['status']} — {run_eta(run)}")
         if run["status"] != "cancelling" and cols[1].button("Cancel", key=f"cancel-{run['id']}", icon=":material/stop:"):
             jobs.cancel(run["id"])
             st.rerun()
+        live_curve(run, key=f"curve-{run['id']}")
     for run in finished:
         cols = st.columns([5, 1])
         cols[0].caption(f"#{run['id']} {run['name']}: **{run['status']}** — {run['message'][:300]}")

@@ -15,10 +15,11 @@ import streamlit as st
 from core.catalog import AdFilter, category_names, get_ad, list_ads
 from core.matching import figures
 from core.matching.registry import SCORERS
+from core.runs import get_run
 from ui.cards import ad_grid
 from ui.common import engine, md_escape, page_end, page_frame
 from ui.images import load_creative, placeholder
-from ui.waiting import job_progress, wait_for
+from ui.waiting import job_progress, run_warnings, wait_for
 
 MAX_CREATIVES = 100
 TRAIN_HINT = "python -m core train-matcher --scorer {name}"
@@ -53,6 +54,8 @@ def scorers_panel() -> None:
                          "variant": info["variant"] if info else "being built" if name in waiting else "not trained",
                          "why": info["reason"] if info else f"train it below or: {TRAIN_HINT.format(name=name)}"})
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        for info in trained.values():
+            run_warnings(get_run(info["run_id"], engine=engine()))
         train_controls(trained)
     job_progress([f"matcher-{n}" for n in SCORERS], key="pm_jobs")
 

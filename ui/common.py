@@ -35,6 +35,7 @@ PAGE_ICONS = {
     "train": ":material/model_training:",
     "package": ":material/inventory_2:",
     "expansion": ":material/trending_up:",
+    "papers": ":material/compare:",
 }
 
 
@@ -79,8 +80,8 @@ def has_demo_data(stats: dict[str, Any]) -> bool:
 
 def page_label(path: Path) -> str:
     """'3_Similar_ads.py' -> 'Similar ads'."""
-    stem = re.sub(r"^\d+[_\- ]*", "", path.stem)
-    return stem.replace("_", " ").strip().capitalize() or path.stem
+    stem = re.sub(r"^\d+[_\- ]*", "", path.stem).replace("_", " ").strip()
+    return (stem[:1].upper() + stem[1:]) if stem else path.stem  # 'Papers vs AdLens' keeps its capitals
 
 
 def page_icon(path: Path) -> str:

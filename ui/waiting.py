@@ -152,6 +152,7 @@ def _job_fragment(kinds: tuple[str, ...], key: str) -> None:
         if run["status"] != "cancelling" and cols[1].button("Cancel", key=f"{key}-cancel-{run['id']}", icon=":material/stop:"):
             jobs.cancel(run["id"])
             st.rerun(scope="fragment")
+        live_curve(run, key=f"{key}-curve-{run['id']}")
 
 
 def failed_runs(kinds: Sequence[str], *, within_s: float = 3600) -> None:
@@ -170,3 +171,29 @@ def failed_runs(kinds: Sequence[str], *, within_s: float = 3600) -> None:
                     st.code("\n".join(Path(log).read_text(encoding="utf-8", errors="replace").splitlines()[-40:]), language="text")
                 else:
                     st.caption("No log was kept for this run.")
+
+
+def curve_frame(run: dict[str, Any]):
+    """The run's loss per epoch so far (ION/ToTYEmb: train and validation loss; scorers: training loss), or None."""
+    import pandas as pd
+
+    m = run.get("metrics") or {}
+    if m.get("history"):
+        frame = pd.DataFrame(m["history"]).set_index("epoch")[["train_loss", "val_loss"]]
+        return frame.dropna(axis=1, how="all")
+    losses = (m.get("fit") or {}).get("epoch_loss")
+    if losses:
+        return pd.DataFrame({"train_loss": losses}, index=pd.RangeIndex(1, len(losses) + 1, name="epoch"))
+    return None
+
+
+def live_curve(run: dict[str, Any], *, key: str) -> None:  # noqa: ARG001 - one chart per run
+    frame = curve_frame(run)
+    if frame is not None and len(frame) >= 1:
+        st.line_chart(frame, height=160, x_label="epoch", y_label="loss")
+
+
+def run_warnings(run: dict[str, Any]) -> None:
+    """The run's health warnings (core.health), one box each."""
+    for text in (run.get("metrics") or {}).get("warnings") or []:
+        st.warning(f"Run #{run['id']} ({run['name']}): {text}", icon=":material/warning:")

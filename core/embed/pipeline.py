@@ -106,6 +106,7 @@ def fit_and_evaluate(
     min_word_freq: int = 1,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
+    on_epoch: Callable[[list], None] | None = None,
     catalogue_texts: Sequence[str] = (),
 ) -> FitResult:
     """Tokenize, build the vocabulary, train, and report Hit P@1..10 seen / unseen on test.
@@ -142,7 +143,7 @@ def fit_and_evaluate(
         from core.embed.word_vectors import init_word_embeddings
 
         init_word_embeddings(model.text.word, vocab.words)
-    result = train_model(model, train_ds, val_ds, cfg, progress, should_stop)
+    result = train_model(model, train_ds, val_ds, cfg, progress, should_stop, on_epoch)
     metrics: dict = {}
     if len(split.test) > 1:
         test_ds = part(split.test)

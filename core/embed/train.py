@@ -175,8 +175,11 @@ def train_model(
     cfg: TrainConfig | None = None,
     progress: ProgressFn = no_progress,
     should_stop: Callable[[], bool] | None = None,
+    on_epoch: Callable[[list[EpochLog]], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with Adam; keep the weights of the best epoch (by validation loss).
+
+    ``on_epoch(history)`` is called after every epoch with the epochs so far (live curves).
 
     progress(done, total, "train: epoch e/E loss x") is called after every batch.
     """
@@ -226,6 +229,8 @@ def train_model(
         recalibrate_batchnorm(model, train, cfg)
         val_loss = evaluate_loss(model, val, cfg) if val is not None and len(val) > 1 else None
         history.append(EpochLog(epoch, means.get("loss", math.nan), val_loss, {k: v for k, v in means.items() if k != "loss"}))
+        if on_epoch is not None:
+            on_epoch(list(history))
         score = val_loss if val_loss is not None else means.get("loss", math.inf)
         if score < best_loss:
             best_loss, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -162,8 +162,9 @@ class MatchScorer(nn.Module):
         """Statistics a scorer takes from its training creatives before the first step (e.g. region standardisation)."""
 
     def fit(self, triples: Sequence[Triple], creatives: dict[str, Creative], cfg: FitConfig | None = None,
-            progress: ProgressFn = no_progress) -> dict:
-        """Minimise ``triple_loss`` with AdamW over shuffled mini-batches; returns the loss per epoch."""
+            progress: ProgressFn = no_progress, on_epoch: Callable[[list[float]], None] | None = None) -> dict:
+        """Minimise ``triple_loss`` with AdamW over shuffled mini-batches; returns the loss per epoch.
+        ``on_epoch(losses)`` is called after every epoch with the mean losses so far (live curves)."""
         cfg = cfg or FitConfig()
         triples = [t for t in triples if t.ad_id in creatives]
         if not triples:
@@ -194,6 +195,8 @@ class MatchScorer(nn.Module):
                 if cfg.max_steps is not None and steps >= cfg.max_steps:
                     break
             history.append(total / len(triples))
+            if on_epoch is not None:
+                on_epoch([round(x, 5) for x in history])
             if cfg.max_steps is not None and steps >= cfg.max_steps:
                 break
         self.eval()

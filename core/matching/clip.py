@@ -28,7 +28,7 @@ afterwards on all the training triples (positives and negatives).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -250,9 +250,9 @@ class ClipScorer(MatchScorer):
         return a, b
 
     def fit(self, triples: Sequence[Triple], creatives: dict[str, Creative], cfg: FitConfig | None = None,
-            progress: ProgressFn = no_progress) -> dict:
+            progress: ProgressFn = no_progress, on_epoch: Callable[[list[float]], None] | None = None) -> dict:
         """Contrastive training of the heads (``trained`` mode; the shared shuffled mini-batch loop, see the module
         docstring), then Platt calibration of the cosine on ``triples``; zero-shot mode only calibrates."""
-        result = super().fit(triples, creatives, cfg, progress) if self.mode == "trained" else {"epoch_loss": [], "steps": 0}
+        result = super().fit(triples, creatives, cfg, progress, on_epoch) if self.mode == "trained" else {"epoch_loss": [], "steps": 0}
         a, b = self.calibrate(triples, creatives)
         return result | {"platt": [round(a, 4), round(b, 4)]}

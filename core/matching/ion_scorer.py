@@ -120,7 +120,7 @@ class IonScorer(MatchScorer):
         return torch.sigmoid(a * cos + b).numpy().astype(np.float32)
 
     def fit(self, triples: Sequence[Triple], creatives: dict[str, Creative], cfg: FitConfig | None = None,  # noqa: ARG002
-            progress: ProgressFn = no_progress) -> dict:  # noqa: ARG002
+            progress: ProgressFn = no_progress, on_epoch=None) -> dict:  # noqa: ARG002
         """The ION model is fixed here; fitted on the training triples: the mean phrase and creative vectors (centring:
         ION vectors share a large common direction, so raw cosines of text-only phrases are all close to 1) and the
         Platt parameters (cosine -> probability)."""

@@ -20,6 +20,7 @@ import torch
 from sqlalchemy import Engine, select
 
 from core.filestore import atomic_torch_save, load_torch_payload
+from core.health import training_warnings
 from core.matching.base import FitConfig, MatchScorer
 from core.matching.evaluate import evaluate_scores
 from core.matching.features import Creative, load_creatives
@@ -213,7 +214,7 @@ def _ion_scorer(engine: Engine, creatives: dict[str, Creative], train_ads: Seque
 
 
 def _fit_matcher(name: str, variant: str, options: dict | None, engine: Engine, triples: TripleSet, fit_triples: list, val_triples: list,
-                 cfg: FitConfig, extract: bool, progress: ProgressFn) -> tuple[MatchScorer, dict[str, Any]]:
+                 cfg: FitConfig, extract: bool, progress: ProgressFn, on_epoch=None) -> tuple[MatchScorer, dict[str, Any]]:
     """Prepare the creatives, build and fit the scorer, validate it: (model, metrics)."""
     # every creative of the triple set is prepared (test ones too), so the region cache - and the "cached" scope of a
     # later evaluation - covers the same ads as this training
@@ -232,7 +233,7 @@ def _fit_matcher(name: str, variant: str, options: dict | None, engine: Engine, 
     model.to(device)
     model.reason = model.reason or choose_variant(name, variant).reason
     before = model.mean_loss(fit_triples[:256], creatives) if name in ("lxmert", "early", "clip") else None
-    fit = model.fit(fit_triples, creatives, cfg, progress)
+    fit = model.fit(fit_triples, creatives, cfg, progress, on_epoch)
     after = model.mean_loss(fit_triples[:256], creatives) if before is not None else None
     metrics: dict[str, Any] = {"fit": fit, "train_loss_before": before, "train_loss_after": after}
     if val_triples and len({t.label for t in val_triples}) == 2:
@@ -240,6 +241,8 @@ def _fit_matcher(name: str, variant: str, options: dict | None, engine: Engine, 
         probs = _pair_scores(model, val, creatives)
         metrics["val"] = {k: v for k, v in evaluate_scores([t.phrase for t in val], probs, [t.label for t in val], n_boot=200).items()
                           if k in ("auc", "auc_low", "auc_high", "n", "map@10", "ndcg@10")}
+    metrics["warnings"] = training_warnings(fit.get("epoch_loss", []), loss_before=before, loss_after=after,
+                                            val_auc=(metrics.get("val") or {}).get("auc") if name != "ion" else None)
     return model, metrics
 
 
@@ -280,7 +283,8 @@ def train_matcher(scorer: str, *, engine: Engine | None = None, variant: str = "
         raise RunCancelled("cancelled before it started")
     progress = cancellable(with_db_progress(progress, run_id, engine), db_should_stop(run_id, engine))
     try:
-        model, metrics = _fit_matcher(name, variant, options, engine, triples, fit_triples, val_triples, cfg, extract, progress)
+        live = lambda losses: update_run(run_id, engine=engine, metrics={"fit": {"epoch_loss": losses}})  # noqa: E731 - live curve
+        model, metrics = _fit_matcher(name, variant, options, engine, triples, fit_triples, val_triples, cfg, extract, progress, live)
         progress(1, 1, "saving the checkpoint")
         rel = f"runs/matcher-{name}-{run_id}.pt"
         save_matcher(resolve(rel), model, {"run_id": run_id})

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 import core.retrieval.regions as region_reads  # looked up at call time: tests replace the region reads there
 from core.errors import RetrievalError
 from core.filestore import resolve
+from core.health import training_warnings
 from core.progress import ProgressFn, no_progress
 from core.retrieval.catalog import load_ad_images, load_catalog_ads, make_split
 from core.retrieval.evaluation import chance_levels, precision_metrics
@@ -28,6 +29,12 @@ from core.store import get_engine
 MODEL_OPTIONS = ("k1", "k2", "margin", "keyword_weight", "d_model", "layers", "heads", "top_k", "max_words", "dropout", "neck", "text_norm",
                  "word_init", "sca", "region_norm", "vocab", "word_tuning")
 TRAIN_OPTIONS = ("epochs", "seed", "lr", "sampler", "batch_size", "region_drop", "detector", "recipe")
+
+
+def epoch_rows(history: Sequence) -> list[dict[str, Any]]:
+    """The per-epoch curve stored with the run: epoch, train_loss, val_loss."""
+    return [{"epoch": h.epoch, "train_loss": round(h.train_loss, 5), "val_loss": None if h.val_loss is None else round(h.val_loss, 5)}
+            for h in history]
 
 
 def _stage(progress: ProgressFn, start: float, span: float) -> ProgressFn:
@@ -128,6 +135,7 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
         fit = fit_and_evaluate(kind, [cat.texts[i] for i in labelled], [feats[i] for i in labelled], [confs[i] for i in labelled],
                                cat.labels[labelled].tolist(), split, model_options=model_options, train_config=cfg,
                                progress=_stage(progress, 0.2, 0.65), should_stop=should_stop,
+                               on_epoch=lambda history: update_run(run_id, engine=engine, metrics={"history": epoch_rows(history)}),
                                catalogue_texts=[cat.texts[i] for i in sorted(set(range(len(cat.texts))) - set(labelled.tolist()))])
         timings["train"] = round(time.perf_counter() - t0, 2)
         if fit.training.cancelled:
@@ -140,11 +148,11 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
         metrics["deviations"] = deviations_in_use(kind, fit.model.config.to_dict(),
                                                   {"sampler": cfg.sampler, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
                                                    "region_drop": cfg.region_drop})
-        metrics["history"] = [{"epoch": h.epoch, "train_loss": round(h.train_loss, 5),
-                               "val_loss": None if h.val_loss is None else round(h.val_loss, 5)} for h in fit.training.history]
+        metrics["history"] = epoch_rows(fit.training.history)
         t0 = time.perf_counter()
         vectors = embed_ads(fit.model, fit.vocab, cat.texts, feats, confs, device=cfg.device, progress=_stage(progress, 0.85, 0.1))
         timings["embed"] = round(time.perf_counter() - t0, 2)
+        metrics["warnings"] = training_warnings([h["train_loss"] for h in metrics["history"]], vectors)
     else:
         t0 = time.perf_counter()
         if kind == REGION_IMAGE_KIND:  # region descriptors from the cache (extracted where missing)
@@ -152,6 +160,7 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
         else:
             vectors = baseline_vectors(kind, cat.texts, lambda: load_ad_images(cat.image_paths), _stage(progress, 0.0, 0.9))
         timings["embed"] = round(time.perf_counter() - t0, 2)
+        metrics["warnings"] = training_warnings([], vectors)
         test_rows = labelled[split.test]
         if len(test_rows) > 1:
             metrics.update(precision_metrics(seen_unseen_precision(vectors[test_rows], cat.labels[test_rows],
