@@ -139,7 +139,9 @@ def train_section() -> None:
             if not epochs:
                 options.pop("epochs", None)
             run_id = jobs.start_training(kind, ablate, options)
-            st.success(f"Run #{run_id} started in the background; the rest of the app stays usable.")
+            st.toast(f"Run #{run_id} started in the background; the rest of the app stays usable.")
+            time.sleep(0.5)
+            st.rerun()  # the jobs section above shows its progress at once
 
 
 REFRESH_S = 3  # while a job runs, the page re-runs itself this often to move its progress bar

@@ -193,6 +193,32 @@ def test_background_job_runs_and_cancels(w):
     assert retrieval.train_run("ion", run_id=early) == early and get_run(early)["status"] == "cancelled"
 
 
+def test_cancel_reaches_region_detection(w, monkeypatch):
+    """A Cancel during the region stage (before any epoch) stops the run at the next progress report."""
+    import core.retrieval.regions as region_reads
+    from core.runs import list_runs, request_cancel
+
+    real = region_reads.regions_for_ads
+    calls = []
+
+    def slow_regions(ad_ids, image_hashes, detector, *, engine, progress, descriptors=None):
+        for i in range(1, 50):  # fifty "batches" of detection; the job is cancelled after the first
+            calls.append(i)
+            if i == 2:
+                request_cancel(next(r["id"] for r in list_runs("ion") if r["status"] == "running"))
+                time.sleep(0.6)  # the run's status is read at most every 0.5 s
+            progress(i, 50, f"regions: {i} detected")
+        return real(ad_ids, image_hashes, detector, engine=engine, progress=progress, descriptors=descriptors)
+
+    import time
+
+    monkeypatch.setattr(region_reads, "regions_for_ads", slow_regions)
+    run_id = retrieval.train_run("ion", (), {"epochs": 1, "d_model": 32, "layers": 1, "heads": 2})
+    run = get_run(run_id)
+    assert run["status"] == "cancelled" and "while it ran" in run["message"]
+    assert len(calls) <= 4 and run["index_path"] is None
+
+
 def test_cli_json(w):
     from core.cli import app
 

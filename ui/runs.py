@@ -36,12 +36,29 @@ def run_picker(label: str = "Model run", *, kinds: Sequence[str] | None = None, 
         if wait_for(waiting, "the " + " or ".join(KIND_LABELS.get(k, k) for k in waiting) + " model"):
             return None
         # in the main area even when the picker lives in the sidebar: without a run the page has nothing else
-        st.info(f"No finished model run ({wanted}) yet: train one on the **Evaluation** page or with "
+        st.info(f"No finished model run ({wanted}) yet: train one here, on the **Evaluation** page or with "
                 "`python -m core train --model ion`.", icon=":material/model_training:")
+        train_here(waiting[0], key=key)
         return None
     by_id = {r["id"]: r for r in runs}
     chosen = where.selectbox(label, list(by_id), format_func=lambda i: run_label(by_id[i]), key=key)
     return by_id[chosen]
+
+
+def train_here(kind: str, *, key: str) -> None:
+    """A button that trains ``kind`` with its demo recipe in the background, and that run's live progress."""
+    from core import jobs
+    from core.demo.models import stage_for_kind
+    from ui.waiting import active_runs, job_progress
+
+    stage = stage_for_kind(kind)
+    options = {"epochs": int(stage.args[stage.args.index("--epochs") + 1])} if stage and "--epochs" in (stage.args or ()) else {}
+    if not active_runs([kind]) and st.button(f"Train {KIND_LABELS.get(kind, kind)} now, in the background"
+                                             + (f" (about {stage.budget_s // 60} min on 2 CPU cores)" if stage else ""),
+                                             icon=":material/play_arrow:", key=f"{key}_train"):
+        jobs.start_training(kind, (), options)
+        st.rerun()
+    job_progress([kind], key=f"{key}_jobs")
 
 
 def regions_figure(image: Image.Image, regions: Sequence[dict[str, Any]], *, title: str = "", highlight: int | None = None,

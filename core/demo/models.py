@@ -38,11 +38,11 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from core.config import REPO_ROOT, get_settings
+from core.demo.build_status import STATUS_LOCK, is_building, read_status, status_path, write_status
 from core.progress import ProgressFn, no_progress
 
 SHIPPED_DETECTOR = REPO_ROOT / "assets" / "models" / "demo-detector.pt"
 SHIPPED_DETECTOR_INFO = REPO_ROOT / "assets" / "models" / "demo-detector.json"
-STATUS_FILE = "demo-models.json"
 LOCK_FILE = "demo-models.lock"
 DEMO_EPOCHS = 30  # ION / ToTYEmb epochs of the demo default (the paper's 30; `train` alone picks >= 4,000 steps)
 
@@ -241,50 +241,6 @@ def budget_total(stages: Sequence[Stage] = STAGES, workers: int = 2) -> int:
     return int(max(end.values(), default=0))
 
 
-# -- status file -----------------------------------------------------------------------------------------------------
-
-_STATUS_LOCK = threading.Lock()
-
-
-def status_path() -> Path:
-    return get_settings().home / STATUS_FILE
-
-
-def read_status() -> dict[str, Any]:
-    """The pipeline's last written state ({} when it never ran in this home)."""
-    path = status_path()
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def _write_status(status: dict[str, Any]) -> None:
-    path = status_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(status, indent=1), encoding="utf-8")
-    tmp.replace(path)
-
-
-def is_building(status: dict[str, Any] | None = None) -> bool:
-    """True while a pipeline process (its pid in the status file) is alive on this machine."""
-    status = read_status() if status is None else status
-    pid = status.get("pid")
-    if not pid or status.get("finished"):
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(int(pid), os.WNOHANG)
-        return done == 0
-    return True
-
-
 # -- the pipeline -----------------------------------------------------------------------------------------------------
 
 class BuildLocked(RuntimeError):
@@ -334,7 +290,7 @@ def build_models(engine: Engine, *, only: Sequence[str] | None = None, workers: 
                                   "stages": {s.name: {"title": s.title, "state": "pending", "budget_s": s.budget_s,
                                                       "kinds": list(s.kinds), "seconds": None, "error": None,
                                                       "log": str(log_path(ctx, s.name))} for s in stages}}
-        _write_status(status)
+        write_status(status)
         pending = list(stages)
         running: dict[str, threading.Thread] = {}
         total = len(stages)
@@ -351,13 +307,13 @@ def build_models(engine: Engine, *, only: Sequence[str] | None = None, workers: 
                 else:
                     run_command(ctx, stage.name, stage.args or ())
             except Exception as exc:  # noqa: BLE001 - reported on the stage, the others go on
-                with _STATUS_LOCK:
+                with STATUS_LOCK:
                     entry.update(state="failed", error=str(exc)[:500], seconds=round(time.perf_counter() - t0, 1))
-                    _write_status(status)
+                    write_status(status)
                 return
-            with _STATUS_LOCK:
+            with STATUS_LOCK:
                 entry.update(state="done", seconds=round(time.perf_counter() - t0, 1))
-                _write_status(status)
+                write_status(status)
 
         while pending or running:
             for name in [n for n, t in running.items() if not t.is_alive()]:
@@ -370,33 +326,33 @@ def build_models(engine: Engine, *, only: Sequence[str] | None = None, workers: 
                 needs = [n for n in stage.needs if n in states]
                 if any(states[n] in ("failed", "skipped") for n in needs):
                     pending.remove(stage)
-                    with _STATUS_LOCK:
+                    with STATUS_LOCK:
                         status["stages"][stage.name].update(state="skipped", error="needs " + ", ".join(
                             n for n in needs if states[n] in ("failed", "skipped")))
-                        _write_status(status)
+                        write_status(status)
                     continue
                 if any(states[n] in ("pending", "running") for n in needs):
                     continue
                 pending.remove(stage)
                 if stage.name not in force and stage.done is not None and stage.done(ctx):
-                    with _STATUS_LOCK:
+                    with STATUS_LOCK:
                         status["stages"][stage.name].update(state="up to date", seconds=0.0)
-                        _write_status(status)
+                        write_status(status)
                     progress(finished_count(), total, f"models: {stage.name} up to date")
                     states[stage.name] = "up to date"
                     continue
-                with _STATUS_LOCK:
+                with STATUS_LOCK:
                     status["stages"][stage.name].update(state="running", started=time.time())
-                    _write_status(status)
+                    write_status(status)
                 progress(finished_count(), total, f"models: {stage.name} started")
                 thread = threading.Thread(target=work, args=(stage,), name=f"demo-{stage.name}", daemon=True)
                 running[stage.name] = thread
                 thread.start()
             time.sleep(0.2)
-        with _STATUS_LOCK:
+        with STATUS_LOCK:
             status["finished"] = time.time()
             status["seconds"] = round(status["finished"] - status["started"], 1)
-            _write_status(status)
+            write_status(status)
         progress(total, total, "models: finished")
     return status
 
@@ -419,7 +375,7 @@ def start_background(*, only: Sequence[str] | None = None, workers: int = 2) -> 
     finally:
         log.close()
     # the child writes the status file once it holds the lock; write a first one now so pages see it at once
-    _write_status({"pid": proc.pid, "started": time.time(), "finished": None, "workers": workers, "starting": True,
+    write_status({"pid": proc.pid, "started": time.time(), "finished": None, "workers": workers, "starting": True,
                    "budget_s": budget_total(select_stages(only), workers),
                    "stages": {s.name: {"title": s.title, "state": "pending", "budget_s": s.budget_s, "kinds": list(s.kinds),
                                        "seconds": None, "error": None} for s in select_stages(only)}})

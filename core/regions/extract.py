@@ -122,7 +122,7 @@ def extract_catalog(detector: str | Detector | None = None, *, limit: int | None
             results = with_descriptors(results, [img for _, img in loaded], describer, mode)
             seconds_describe += time.perf_counter() - t1
         computed += _store_batch(engine, key, loaded, results, ocr)
-        progress(min(start + batch_size, len(todo)), len(todo), f"regions: {computed} detected")
+        progress(min(start + batch_size, len(todo)), len(todo), f"regions: {computed} of {len(todo)} detected")
     return {
         "ok": True, "detector": det.version, "key": key, "backend": backend, "device": dev, "reason": reason,
         "ads": len(rows), "images": len(images), "computed": computed, "cached": len(cached), "failed": failed,

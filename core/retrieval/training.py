@@ -23,7 +23,19 @@ from core.retrieval.evaluation import chance_levels, precision_metrics
 from core.retrieval.index import write_run_index
 from core.retrieval.models import BASELINE_KINDS, REGION_IMAGE_KIND, TRAINED_KINDS, baseline_vectors, region_image_catalog_vectors
 from core.retrieval.regions import region_arrays
-from core.runs import RUN_KINDS, code_version, create_run, get_run, run_dir, start_run, update_run, with_db_progress
+from core.runs import (
+    RUN_KINDS,
+    RunCancelled,
+    cancellable,
+    code_version,
+    create_run,
+    db_should_stop,
+    get_run,
+    run_dir,
+    start_run,
+    update_run,
+    with_db_progress,
+)
 from core.store import get_engine
 
 MODEL_OPTIONS = ("k1", "k2", "margin", "keyword_weight", "d_model", "layers", "heads", "top_k", "max_words", "dropout", "neck", "text_norm",
@@ -81,11 +93,14 @@ def train_run(kind: str, ablate: Sequence[str] = (), options: dict[str, Any] | N
     if not start_run(run_id, "loading the catalog", engine=engine):
         return run_id
     started = time.perf_counter()
-    progress = with_db_progress(progress or no_progress, run_id, engine)
+    # a Cancel from the app reaches every stage (region detection included) through the progress reports
+    should_stop = should_stop or db_should_stop(run_id, engine)
+    progress = cancellable(with_db_progress(progress or no_progress, run_id, engine), should_stop)
     try:
         run = _train(run_id, kind, ablate, options, config, progress, should_stop, engine)
-    except TrainingCancelled:
-        update_run(run_id, engine=engine, status="cancelled", message="cancelled before the first epoch finished", finished=True)
+    except (TrainingCancelled, RunCancelled) as exc:
+        where = "before the first epoch finished" if isinstance(exc, TrainingCancelled) else "while it ran"
+        update_run(run_id, engine=engine, status="cancelled", message=f"cancelled {where}", finished=True)
         return run_id
     except Exception as exc:
         update_run(run_id, engine=engine, status="failed", message=f"{exc.__class__.__name__}: {exc}"[:2000], finished=True)
