@@ -9,7 +9,9 @@ by itself.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from tests.browser_app import (
     PAGE_NOT_FOUND,
     RENDER_TIMEOUT_S,
+    REPO,
     VIEWPORT,
     ConsoleWatch,
     app_env,
@@ -114,3 +117,72 @@ def test_a_page_waits_for_its_model_and_refreshes_by_itself(world, browser):
     finally:
         stand_in.kill()
         stand_in.wait()
+
+
+# -- the whole ready path: world + every default model (quick recipes), then every page shows its results ----------------
+
+@pytest.fixture(scope="module")
+def ready(tmp_path_factory):
+    """A small demo world and `core demo-models --quick` (the pipeline of `core demo`, few epochs), served."""
+    require_chromium()
+    home = tmp_path_factory.mktemp("ready-models")
+    env = app_env(home)
+    build_demo_world(env, ads=120, users=600, seed=3)
+    done = subprocess.run([sys.executable, "-m", "core", "demo-models", "--quick", "--json"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=1500)
+    status = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
+    if done.returncode != 0:
+        pytest.fail(f"demo-models --quick failed (exit {done.returncode}): {json.dumps(status)[:3000]}\n{done.stderr[-3000:]}",
+                    pytrace=False)
+    assert {v["state"] for v in status["stages"].values()} == {"done"}, status
+    with serve_app(env, log_path=home / "ready.log") as base:
+        yield base
+
+
+def _page(browser, base: str, path: str):
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    console = ConsoleWatch(origin=base).attach(page)
+    body = _open(page, base + path)
+    return context, page, console, body
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/", ["Default models: 12 of 12 built"]),
+    ("/regions", ["Clue scorer: ION run #"]),
+    ("/similar-ads", ["nearest ads", "Embedding map"]),
+    ("/evaluation", ["Hit P@k side by side"]),
+    ("/attention", ["Dual-path fusion"]),
+    ("/audience", ["Averaged over all packages", "packages · 40 trees"]),
+    ("/phrase-match", ["Stored evaluations"]),
+    ("/papers-vs-adlens", ["Reproduced here"]),
+])
+def test_every_page_shows_results_without_any_other_action(ready, browser, path, expected):
+    context, page, console, body = _page(browser, ready, path)
+    try:
+        screenshot(page, "ready" + (path.replace("/", "-") if path != "/" else "-overview"))
+        problems = page_problems(page, console)
+        assert not problems, "\n".join(problems)
+        for text in expected:
+            assert text in body, f"{path}: {text!r} not on the page:\n{body[:3000]}"
+        assert "Waiting for" not in body and "No finished model run" not in body and "not trained" not in body
+    finally:
+        context.close()
+
+
+def test_phrase_match_scores_with_all_four_scorers(ready, browser):
+    """Score the default phrases over the first creatives: every scorer answers (its tab of what it looked at)."""
+    context, page, console, body = _page(browser, ready, "/phrase-match")
+    try:
+        page.get_by_text("Scorers: which variant runs").first.click()  # trained: the panel offers a re-train
+        page.get_by_role("button", name=re.compile("^Re-train ")).first.wait_for(timeout=10_000)
+        page.locator('[data-testid="stMain"] button').filter(has_text=re.compile(r"^Score \d+ creative")).first.click()
+        page.get_by_role("tab", name="LXMERT").first.wait_for(timeout=TIMEOUT_MS)
+        wait_until_rendered(page)
+        tabs = [t.inner_text() for t in page.get_by_role("tab").all()]
+        for scorer in ("LXMERT", "CLIP", "Early fusion", "ION"):
+            assert any(scorer == t.strip() for t in tabs), tabs
+        screenshot(page, "ready-phrase-match-scored")
+        assert not page_problems(page, console)
+    finally:
+        context.close()

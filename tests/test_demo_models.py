@@ -203,3 +203,20 @@ def test_cli_models_none_builds_the_world_only(home):
     assert out["ok"] and "models" not in out and not dm.read_status()
     bad = CliRunner().invoke(app, ["demo", "--ads", "40", "--users", "100", "--models", "some", "--json"])
     assert bad.exit_code == 2 and "--models must be one of" in bad.output
+
+
+def test_background_build_is_detached_and_reports_through_the_status_file(small_world):
+    """`core demo --models background` returns at once; the detached build writes its stages where the pages read them."""
+    from core.runs import list_runs
+
+    pid = dm.start_background(only=["text"])
+    assert pid and dm.is_building()
+    assert dm.start_background(only=["text"]) is None  # one build per home
+    deadline = time.monotonic() + 240
+    while dm.is_building() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    status = dm.read_status()
+    assert status["finished"] and status["stages"]["text"]["state"] == "done", status
+    assert list_runs("text", "done") and not dm.is_building()
+    log = (dm.get_settings().home / "logs" / "demo-models.log").read_text(encoding="utf-8")
+    assert "text" in log

@@ -76,6 +76,8 @@ def demo_models(
     only: Annotated[list[str] | None, typer.Option("--only", help="only these stages (repeat): detector, regions, ion, ...")] = None,
     force: Annotated[list[str] | None, typer.Option("--force", help="rebuild these stages although they are up to date (repeat)")] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="stages at a time (one thread each)")] = 2,
+    quick: Annotated[bool, typer.Option("--quick", help="a few epochs / steps per model: the same code paths in minutes, "
+                                                        "toy figures (smoke checks, tests)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build (or bring up to date) every default model of the loaded catalogue; what `core demo` runs after the world."""
@@ -84,7 +86,8 @@ def demo_models(
 
     try:
         with tqdm_progress(enabled=not as_json) as progress:
-            status = build_models(get_engine(), only=only or None, force=force or (), workers=workers, progress=progress)
+            status = build_models(get_engine(), only=only or None, force=force or (), workers=workers, progress=progress,
+                                  quick=quick)
     except (BuildLocked, ValueError) as exc:
         fail(str(exc), as_json)
     failed = any(v["state"] == "failed" for v in status["stages"].values())

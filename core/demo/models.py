@@ -77,6 +77,7 @@ class Context:
     python: str = sys.executable
     logs: Path = field(default_factory=lambda: get_settings().home / "logs")
     threads: int = 1
+    quick: bool = False  # each stage's ``quick`` command (minutes in all: tests, smoke checks), not its recipe
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,10 @@ class Stage:
     args: tuple[str, ...] | None = None
     run: Callable[[Context], dict[str, Any]] | None = None
     done: Callable[[Context], bool] | None = None
+    quick: tuple[str, ...] | None = None  # the command of a quick build (few epochs / steps): same code paths, toy figures
+
+    def command(self, ctx: Context) -> tuple[str, ...]:
+        return (self.quick if ctx.quick and self.quick else self.args) or ()
 
 
 def _regions_key(ctx: Context) -> str | None:  # noqa: ARG001 - same signature as the other checks
@@ -156,7 +161,7 @@ def install_detector(ctx: Context) -> dict[str, Any]:
                             {**info.get("config", {}), "source": "shipped", "command": info.get("command")},
                             metrics=info.get("metrics", {}), engine=ctx.engine, checkpoint_path=rel)
         return {"ok": True, "source": "shipped", "run_id": run_id}
-    return run_command(ctx, "detector", ("train-detector",))
+    return run_command(ctx, "detector", QUICK_DETECTOR if ctx.quick else ("train-detector",))
 
 
 def _ctx_python_env(ctx: Context) -> dict[str, str]:
@@ -190,14 +195,15 @@ def run_command(ctx: Context, stage: str, args: Sequence[str]) -> dict[str, Any]
 
 
 EPOCHS = str(DEMO_EPOCHS)
+QUICK_DETECTOR = ("train-detector", "--epochs", "1", "--imgsz", "128", "--batch", "8")
 STAGES: tuple[Stage, ...] = (
     Stage("detector", "Detector (YOLOv8n, one class: object)", 10, ("detector",), (), None, install_detector, _detector_done),
     Stage("regions", "Regions and their descriptors (region cache)", 120, (), ("detector",),
           ("extract", "--no-ocr"), None, _regions_done),
     Stage("ion", "ION", 300, ("ion",), ("regions",), ("train", "--model", "ion", "--epochs", EPOCHS),
-          None, lambda c: _finished(c, "ion", same_regions=True)),
+          None, lambda c: _finished(c, "ion", same_regions=True), ("train", "--model", "ion", "--epochs", "2")),
     Stage("totyemb", "ToTYEmb", 300, ("totyemb",), ("regions",), ("train", "--model", "totyemb", "--epochs", EPOCHS),
-          None, lambda c: _finished(c, "totyemb", same_regions=True)),
+          None, lambda c: _finished(c, "totyemb", same_regions=True), ("train", "--model", "totyemb", "--epochs", "2")),
     Stage("text", "Text-only baseline (MiniLM)", 30, ("text",), (), ("train", "--model", "text"), None,
           lambda c: _finished(c, "text")),
     Stage("image", "Image-only baseline (EfficientNet-Lite0)", 120, ("image",), (), ("train", "--model", "image"), None,
@@ -206,17 +212,20 @@ STAGES: tuple[Stage, ...] = (
           lambda c: _finished(c, "matcher-ion", full=False)),
     Stage("matcher-clip", "CLIP-style phrase scorer", 150, ("matcher-clip",), ("regions",),
           ("train-matcher", "--scorer", "clip", "--epochs", "30", "--pairs", "3"), None,
-          lambda c: _finished(c, "matcher-clip", full=False)),
+          lambda c: _finished(c, "matcher-clip", full=False), ("train-matcher", "--scorer", "clip", "--epochs", "1")),
     Stage("matcher-lxmert", "LXMERT phrase scorer", 300, ("matcher-lxmert",), ("regions",),
-          ("train-matcher", "--scorer", "lxmert"), None, lambda c: _finished(c, "matcher-lxmert", full=False)),
+          ("train-matcher", "--scorer", "lxmert"), None, lambda c: _finished(c, "matcher-lxmert", full=False),
+          ("train-matcher", "--scorer", "lxmert", "--epochs", "1", "--max-steps", "4")),
     Stage("matcher-early", "Early-fusion phrase scorer", 240, ("matcher-early",), ("regions",),
-          ("train-matcher", "--scorer", "early"), None, lambda c: _finished(c, "matcher-early", full=False)),
+          ("train-matcher", "--scorer", "early"), None, lambda c: _finished(c, "matcher-early", full=False),
+          ("train-matcher", "--scorer", "early", "--epochs", "1")),
     Stage("matcher-eval", "Phrase scorers evaluated on held-out phrases", 90, ("matcher-eval",),
           ("matcher-ion", "matcher-clip", "matcher-lxmert", "matcher-early"), ("evaluate-matching",), None,
-          lambda c: _finished(c, "matcher-eval", full=False)),
+          lambda c: _finished(c, "matcher-eval", full=False), ("evaluate-matching", "--bootstrap", "100")),
     Stage("expansion", "Audience expansion over all packages (random, oracle, ION)", 240, ("expansion-table",), ("ion",),
           ("expand", "--all-packages", "--retriever", "random", "--retriever", "oracle", "--retriever", "ion"), None,
-          _expansion_done),
+          _expansion_done, ("expand", "--all-packages", "--retriever", "random", "--retriever", "oracle", "--retriever", "ion",
+                            "--trees", "40")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -274,7 +283,7 @@ def select_stages(only: Sequence[str] | None = None) -> list[Stage]:
 
 def build_models(engine: Engine, *, only: Sequence[str] | None = None, workers: int = 2, force: Sequence[str] = (),
                  progress: ProgressFn = no_progress, python: str | None = None,
-                 stages: Sequence[Stage] | None = None) -> dict[str, Any]:
+                 stages: Sequence[Stage] | None = None, quick: bool = False) -> dict[str, Any]:
     """Build every stage that is not done yet, ``workers`` at a time, in list order as their needs allow; returns the
     final status.
 
@@ -283,9 +292,9 @@ def build_models(engine: Engine, *, only: Sequence[str] | None = None, workers: 
     Raises BuildLocked when another process builds the same home.
     """
     stages = list(stages) if stages is not None else select_stages(only)
-    ctx = Context(engine, python=python or sys.executable)
+    ctx = Context(engine, python=python or sys.executable, quick=quick)
     with _exclusive():
-        status: dict[str, Any] = {"pid": os.getpid(), "started": time.time(), "finished": None, "workers": workers,
+        status: dict[str, Any] = {"pid": os.getpid(), "started": time.time(), "finished": None, "workers": workers, "quick": quick,
                                   "budget_s": budget_total(stages, workers),
                                   "stages": {s.name: {"title": s.title, "state": "pending", "budget_s": s.budget_s,
                                                       "kinds": list(s.kinds), "seconds": None, "error": None,
@@ -305,7 +314,7 @@ def build_models(engine: Engine, *, only: Sequence[str] | None = None, workers: 
                 if stage.run is not None:
                     stage.run(ctx)
                 else:
-                    run_command(ctx, stage.name, stage.args or ())
+                    run_command(ctx, stage.name, stage.command(ctx))
             except Exception as exc:  # noqa: BLE001 - reported on the stage, the others go on
                 with STATUS_LOCK:
                     entry.update(state="failed", error=str(exc)[:500], seconds=round(time.perf_counter() - t0, 1))
@@ -357,7 +366,7 @@ def build_models(engine: Engine, *, only: Sequence[str] | None = None, workers: 
     return status
 
 
-def start_background(*, only: Sequence[str] | None = None, workers: int = 2) -> int | None:
+def start_background(*, only: Sequence[str] | None = None, workers: int = 2, quick: bool = False) -> int | None:
     """Start ``python -m core demo-models`` detached (its output in ``home/logs/demo-models.log``); returns its pid,
     or None when a build is already running in this home."""
     if is_building():
@@ -368,6 +377,8 @@ def start_background(*, only: Sequence[str] | None = None, workers: int = 2) -> 
     args = [sys.executable, "-m", "core", "demo-models", "--workers", str(workers)]
     for name in only or ():
         args += ["--only", name]
+    if quick:
+        args.append("--quick")
     log = (logs / "demo-models.log").open("ab")
     try:
         proc = subprocess.Popen(args, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
