@@ -151,3 +151,20 @@ def test_phrase_match_trains_from_the_page_and_checks_before_detecting(catalog, 
     at.button(key="pm_train_go").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert started and started[0][0] == list(stage_for_kind("matcher-clip").args) and started[0][1].startswith("matcher-clip-")
+
+
+def test_evaluation_of_a_chosen_run_and_the_ion_scorer_over_a_chosen_ion_run(catalog):
+    from core.matching.service import evaluate_matching, train_matcher
+
+    first = train_matcher("clip", engine=catalog, epochs=1, max_steps=2)["run_id"]
+    second = train_matcher("clip", engine=catalog, epochs=1, max_steps=2, seed=1)["run_id"]
+    assert second > first
+    newest = evaluate_matching(engine=catalog, n_boot=50, scorers=["clip"])
+    pinned = evaluate_matching(engine=catalog, n_boot=50, scorers=["clip"], runs={"clip": first})
+    assert newest["scorers"]["clip"]["run_id"] == second and pinned["scorers"]["clip"]["run_id"] == first
+    with pytest.raises(ValueError, match="not a finished early scorer"):
+        evaluate_matching(engine=catalog, n_boot=50, scorers=["early"], runs={"early": first})
+    code, out, _ = _cli("evaluate-matching", "--scorer", "clip", "--run", f"clip={first}", "--bootstrap", "50", "--json")
+    assert code == 0 and out["scorers"]["clip"]["run_id"] == first
+    with pytest.raises(ValueError, match="not a finished ION run"):
+        train_matcher("ion", engine=catalog, epochs=1, options={"ion_run": first})

@@ -83,17 +83,20 @@ def evaluate_matching_cmd(
     scorer: Annotated[list[str] | None, typer.Option("--scorer", help="only these scorers (repeat)")] = None,
     scope: ScopeOpt = "cached",
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    run: Annotated[list[str] | None, typer.Option("--run", help="SCORER=RUN_ID: evaluate that run of a scorer (repeat); "
+                                                               "default: each scorer's newest")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """AUC with bootstrap 95% interval, MAP@10, NDCG@10 and calibration error per trained scorer (stored for the app)."""
     from core.ingest.report import ImportRejected
     from core.matching.registry import SCORERS
-    from core.matching.service import evaluate_matching
+    from core.matching.service import evaluate_matching, parse_options
 
     try:
+        pinned = {k: int(v) for k, v in parse_options(run or []).items()}
         with tqdm_progress(enabled=not as_json) as progress:
             result = evaluate_matching(judgements=judgements, n_boot=n_boot, scope=scope, seed=seed, progress=progress,
-                                       scorers=scorer or SCORERS)
+                                       scorers=scorer or SCORERS, runs=pinned)
     except ImportRejected as exc:
         emit(exc.report.to_dict() | {"ok": False}, as_json, exc.report.summary())
         raise typer.Exit(1) from None

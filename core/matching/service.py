@@ -158,15 +158,22 @@ def _load_cached(path: str, mtime: float) -> MatchScorer:  # noqa: ARG001 - mtim
     return load_matcher(path)
 
 
-def latest_matchers(engine: Engine | None = None, scorers: Sequence[str] = SCORERS) -> dict[str, dict]:
-    """The newest finished run of each scorer: {scorer: {"run_id", "path", "variant", "reason", "trained_at"}}."""
+def latest_matchers(engine: Engine | None = None, scorers: Sequence[str] = SCORERS,
+                    pinned: dict[str, int] | None = None) -> dict[str, dict]:
+    """The newest finished run of each scorer (or the run ``pinned`` names for it):
+    {scorer: {"run_id", "path", "variant", "reason", "trained_at"}}."""
     from core.filestore import resolve
 
     engine = engine or get_engine()
     out: dict[str, dict] = {}
     for name in scorers:
-        newest = list_runs(f"matcher-{name}", "done", engine=engine, limit=1)
-        run = newest[0] if newest else None
+        if pinned and name in pinned:
+            run = get_run(int(pinned[name]), engine=engine)
+            if run["kind"] != f"matcher-{name}" or run["status"] != "done":
+                raise ValueError(f"run {pinned[name]} is not a finished {name} scorer (it is a {run['status']} {run['kind']} run)")
+        else:
+            newest = list_runs(f"matcher-{name}", "done", engine=engine, limit=1)
+            run = newest[0] if newest else None
         if run is not None and run["checkpoint_path"] and resolve(run["checkpoint_path"]).is_file():
             config = run["config"]
             out[name] = {"run_id": run["id"], "path": str(resolve(run["checkpoint_path"])), "variant": config.get("variant_text", ""),
@@ -190,11 +197,18 @@ def _categories(engine: Engine, ad_ids: Sequence[str]) -> dict[str, int]:
 
 
 def _ion_scorer(engine: Engine, creatives: dict[str, Creative], train_ads: Sequence[str], epochs: int, seed: int,
-                progress: ProgressFn) -> MatchScorer:
+                progress: ProgressFn, ion_run: int | None = None) -> MatchScorer:
     from core.embed.checkpoint import load_checkpoint
+    from core.filestore import resolve
     from core.matching.ion_scorer import IonScorer, latest_ion_checkpoint, train_small_ion
 
-    found = latest_ion_checkpoint(engine)
+    if ion_run is not None:  # a given ION run (e.g. one per training seed)
+        run = get_run(int(ion_run), engine=engine)
+        if run["kind"] != "ion" or run["status"] != "done" or not run["checkpoint_path"]:
+            raise ValueError(f"run {ion_run} is not a finished ION run with a checkpoint")
+        found = (resolve(run["checkpoint_path"]), run["id"])
+    else:
+        found = latest_ion_checkpoint(engine)
     if found is not None:
         ckpt = load_checkpoint(found[0])
         dims = {c.region_dim for c in creatives.values() if len(c.region_conf)}
@@ -227,7 +241,8 @@ def _fit_matcher(name: str, variant: str, options: dict | None, engine: Engine, 
     region_dim = dims.pop() if len(dims) == 1 else 1280
     torch.manual_seed(cfg.seed)
     if name == "ion":
-        model = _ion_scorer(engine, creatives, [t.ad_id for t in fit_triples], max(1, cfg.epochs), cfg.seed, progress)
+        model = _ion_scorer(engine, creatives, [t.ad_id for t in fit_triples], max(1, cfg.epochs), cfg.seed, progress,
+                            (options or {}).get("ion_run"))
     else:
         model = build_scorer(name, variant, region_dim=region_dim, options=options)
     model.to(device)
@@ -358,12 +373,12 @@ def match(phrases: Sequence[str], ad_ids: Sequence[str] | None = None, *, engine
 # -- evaluation ---------------------------------------------------------------------------------------
 def evaluate_matching(*, engine: Engine | None = None, judgements: str | Path | None = None, scorers: Sequence[str] = SCORERS,
                       n_boot: int = 1000, seed: int = 0, scope: str = "cached", extract: bool = True,
-                      progress: ProgressFn = no_progress) -> dict:
-    """AUC with bootstrap 95% interval, MAP@10, NDCG@10 and calibration per trained scorer, on held-out phrases
-    of the weak triples (phrases any evaluated scorer trained on are dropped) or on an imported judgement set.
-    The result is stored as a ModelRun of kind ``matcher-eval``."""
+                      runs: dict[str, int] | None = None, progress: ProgressFn = no_progress) -> dict:
+    """AUC with bootstrap 95% interval, MAP@10, NDCG@10 and calibration per trained scorer (its newest run, or the run
+    ``runs`` names for it), on held-out phrases of the weak triples (phrases any evaluated scorer trained on are dropped)
+    or on an imported judgement set. The result is stored as a ModelRun of kind ``matcher-eval``."""
     engine = engine or get_engine()
-    trained = latest_matchers(engine, [check_scorer(s) for s in scorers])
+    trained = latest_matchers(engine, [check_scorer(s) for s in scorers], pinned=runs)
     if not trained:
         raise ValueError("no trained scorer: run train-matcher --scorer lxmert|clip|early|ion first")
     if judgements is not None:
