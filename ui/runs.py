@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from core.runs import full_models_first, list_runs
+from core.runs import full_models_first, is_variant, list_runs
 
 KEPT_COLOR = "#16a34a"  # kept by SCA (k2)
 DROPPED_COLOR = "#f97316"  # in the top k1 but dropped
@@ -27,6 +27,7 @@ def run_label(run: dict[str, Any]) -> str:
 def run_picker(label: str = "Model run", *, kinds: Sequence[str] | None = None, key: str = "run", sidebar: bool = True) -> dict | None:
     """A select box of the finished runs (newest first); None (with a hint) when there is none."""
     runs = full_models_first([r for r in list_runs(status="done") if r["index_path"] and (not kinds or r["kind"] in kinds)])
+    runs = sorted(runs, key=lambda r: (is_variant(r), r["kind"] != "ion"))  # ION (the product's model) first, then the others
     where = st.sidebar if sidebar else st
     if not runs:
         from ui.waiting import wait_for
