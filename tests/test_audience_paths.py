@@ -76,6 +76,8 @@ def test_model_run_retriever_expands_like_the_oracle(world):
         make_retriever("model", engine=engine, model_run_id=broken_id)
     with pytest.raises(NotFoundError, match="no finished 'totyemb' model run"):
         make_retriever("totyemb", engine=engine)
+    with pytest.raises(NotFoundError, match="no finished 'totyemb' model run"):  # --model is for "model", not for a kind
+        make_retriever("totyemb", engine=engine, model_run_id=run_id)
 
 
 def test_dask_trainer_gives_the_same_kind_of_model(world):

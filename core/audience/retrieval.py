@@ -166,7 +166,7 @@ def make_retriever(kind: str, *, engine: Engine, model_run_id: int | None = None
         if model_run_id is None:
             raise SimilarAdsError("--retriever model needs a model run id (--model RUN)")
         return _model_run_retriever(engine, model_run_id, None)
-    return _model_run_retriever(engine, model_run_id, kind)
+    return _model_run_retriever(engine, None, kind)  # a kind means its newest run: --model belongs to "model" only
 
 
 def embedding_runs(engine: Engine) -> list[dict]:
