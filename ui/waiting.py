@@ -189,7 +189,7 @@ def curve_frame(run: dict[str, Any]):
 
 def live_curve(run: dict[str, Any], *, key: str) -> None:  # noqa: ARG001 - one chart per run
     frame = curve_frame(run)
-    if frame is not None and len(frame) >= 1:
+    if frame is not None and len(frame) >= 2:  # a line needs two epochs
         st.line_chart(frame, height=160, x_label="epoch", y_label="loss")
 
 
