@@ -93,6 +93,23 @@ def build_demo_world(env: dict[str, str], ads: int = 120, users: int = 600, seed
                     pytrace=False)
 
 
+# the marks of every browser test module: the marker, and pytest-base-url (a pytest-playwright dependency) still
+# defines its session fixture as a method
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.filterwarnings("ignore:Session-scoped fixtures defined as instance methods:pytest.PytestRemovedIn10Warning"),
+]
+
+
+def demo_home(tmp_path_factory, name: str, ads: int = 120, users: int = 600, seed: int = 3) -> tuple[Path, dict[str, str]]:
+    """A fresh home with a small demo world (no models) and the environment to serve it: (home, env)."""
+    require_chromium()  # skip (or fail under CI) before building anything
+    home = tmp_path_factory.mktemp(name)
+    env = app_env(home)
+    build_demo_world(env, ads=ads, users=users, seed=seed)
+    return home, env
+
+
 def _tail(path: Path, limit: int = 6000) -> str:
     try:
         text = path.read_text(errors="replace")

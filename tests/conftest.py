@@ -181,3 +181,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# pytest-playwright's fixtures (browser, context, page) drive Debian's Chromium with these launch options
+@pytest.fixture(scope="session")
+def browser_type_launch_args():
+    from tests.browser_app import launch_args, require_chromium
+
+    return launch_args(require_chromium())

@@ -16,47 +16,32 @@ import re
 import pytest
 
 from tests.browser_app import (
+    BROWSER_MARKS,
     PAGE_NOT_FOUND,
     RENDER_TIMEOUT_S,
     VIEWPORT,
     AppPage,
     ConsoleWatch,
-    app_env,
     app_pages,
-    build_demo_world,
-    launch_args,
+    demo_home,
     main_text,
     nav_text,
     page_problems,
-    require_chromium,
     screenshot,
     serve_app,
     wait_until_rendered,
 )
 from ui.common import OPENMOJI_TEXT
 
-pytestmark = [
-    pytest.mark.browser,
-    # pytest-base-url (a pytest-playwright dependency) still defines its session fixture as a method
-    pytest.mark.filterwarnings("ignore:Session-scoped fixtures defined as instance methods:pytest.PytestRemovedIn10Warning"),
-]
+pytestmark = BROWSER_MARKS
 
 PAGES = app_pages()
 TIMEOUT_MS = RENDER_TIMEOUT_S * 1000
 
 
-# pytest-playwright's fixtures (browser, context, page) drive Debian's Chromium with these launch options
-@pytest.fixture(scope="session")
-def browser_type_launch_args():
-    return launch_args(require_chromium())
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    require_chromium()  # skip (or fail under CI) before building anything
-    home = tmp_path_factory.mktemp("browser-home")
-    env = app_env(home)
-    build_demo_world(env, ads=120, users=600, seed=3)
+    home, env = demo_home(tmp_path_factory, "browser-home")
     with serve_app(env, log_path=home / "streamlit.log") as base:
         yield base
 

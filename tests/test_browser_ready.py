@@ -17,41 +17,27 @@ import time
 import pytest
 
 from tests.browser_app import (
+    BROWSER_MARKS,
     PAGE_NOT_FOUND,
     RENDER_TIMEOUT_S,
     REPO,
     VIEWPORT,
     ConsoleWatch,
-    app_env,
-    build_demo_world,
-    launch_args,
+    demo_home,
     page_problems,
-    require_chromium,
     screenshot,
     serve_app,
     wait_until_rendered,
 )
 from ui.common import OPENMOJI_TEXT
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.filterwarnings("ignore:Session-scoped fixtures defined as instance methods:pytest.PytestRemovedIn10Warning"),
-]
+pytestmark = BROWSER_MARKS
 TIMEOUT_MS = RENDER_TIMEOUT_S * 1000
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args():
-    return launch_args(require_chromium())
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    require_chromium()
-    home = tmp_path_factory.mktemp("ready-home")
-    env = app_env(home)
-    build_demo_world(env, ads=120, users=600, seed=3)
-    return home, env
+    return demo_home(tmp_path_factory, "ready-home")
 
 
 def _open(page, url: str) -> str:
@@ -124,10 +110,7 @@ def test_a_page_waits_for_its_model_and_refreshes_by_itself(world, browser):
 @pytest.fixture(scope="module")
 def ready(tmp_path_factory):
     """A small demo world and `core demo-models --quick` (the pipeline of `core demo`, few epochs), served."""
-    require_chromium()
-    home = tmp_path_factory.mktemp("ready-models")
-    env = app_env(home)
-    build_demo_world(env, ads=120, users=600, seed=3)
+    home, env = demo_home(tmp_path_factory, "ready-models")
     done = subprocess.run([sys.executable, "-m", "core", "demo-models", "--quick", "--json"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=1500)
     status = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {}
