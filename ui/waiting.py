@@ -31,14 +31,9 @@ def minutes(seconds: float | None) -> str:
 
 
 def active_run(kinds: Sequence[str]) -> dict[str, Any] | None:
-    """The newest active ModelRun of one of ``kinds`` (its progress and message), if any."""
-    from core.runs import ACTIVE, list_runs
-
-    for kind in kinds:
-        for run in list_runs(kind):
-            if run["status"] in ACTIVE:
-                return run
-    return None
+    """The newest active ModelRun of the first of ``kinds`` that has one (its progress and message), if any."""
+    runs = active_runs(kinds)
+    return runs[0] if runs else None
 
 
 def run_eta(run: dict[str, Any]) -> str:

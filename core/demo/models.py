@@ -78,6 +78,7 @@ class Context:
     logs: Path = field(default_factory=lambda: get_settings().home / "logs")
     threads: int = 1
     quick: bool = False  # each stage's ``quick`` command (minutes in all: tests, smoke checks), not its recipe
+    memo: dict[str, Any] = field(default_factory=dict, compare=False)  # what several checks read (the region-cache key)
 
 
 @dataclass(frozen=True)
@@ -98,14 +99,17 @@ class Stage:
         return (self.quick if ctx.quick and self.quick else self.args) or ()
 
 
-def _regions_key(ctx: Context) -> str | None:  # noqa: ARG001 - same signature as the other checks
-    """The region-cache key the training commands use by default (auto detector, default descriptors)."""
+def _regions_key(ctx: Context) -> str | None:
+    """The region-cache key the training commands use by default (auto detector, default descriptors). Building the
+    detector to know it takes seconds, so it is worked out once per Context, once the detector stage is behind it."""
     from core.regions.extract import default_cache_key
 
-    try:
-        return default_cache_key()
-    except Exception:  # noqa: BLE001 - no detector can be built: nothing is up to date
-        return None
+    if "regions_key" not in ctx.memo:
+        try:
+            ctx.memo["regions_key"] = default_cache_key()
+        except Exception:  # noqa: BLE001 - no detector can be built: nothing is up to date
+            return None
+    return ctx.memo["regions_key"]
 
 
 def _finished(ctx: Context, kind: str, *, full: bool = True, same_regions: bool = False) -> bool:
@@ -176,7 +180,12 @@ def _ctx_python_env(ctx: Context) -> dict[str, str]:
 
 
 def log_path(ctx: Context, stage: str) -> Path:
-    return ctx.logs / f"demo-{stage}.log"
+    return stage_log(ctx.logs, stage)
+
+
+def stage_log(logs: Path, stage: str) -> Path:
+    """home/logs/demo-<stage>.log: a stage's command line and output."""
+    return logs / f"demo-{stage}.log"
 
 
 def run_command(ctx: Context, stage: str, args: Sequence[str]) -> dict[str, Any]:
@@ -252,6 +261,14 @@ def budget_total(stages: Sequence[Stage] = STAGES, workers: int = 2) -> int:
 
 # -- the pipeline -----------------------------------------------------------------------------------------------------
 
+def initial_status(pid: int, stages: Sequence[Stage], workers: int, quick: bool, *, logs: Path) -> dict[str, Any]:
+    """The status file of a build that is about to start: every stage pending, with its budget and log file."""
+    return {"pid": pid, "started": time.time(), "finished": None, "workers": workers, "quick": quick,
+            "budget_s": budget_total(stages, workers),
+            "stages": {s.name: {"title": s.title, "state": "pending", "budget_s": s.budget_s, "kinds": list(s.kinds),
+                                "seconds": None, "error": None, "log": str(stage_log(logs, s.name))} for s in stages}}
+
+
 class BuildLocked(RuntimeError):
     """Another process is building the models of this home."""
 
@@ -294,11 +311,7 @@ def build_models(engine: Engine, *, only: Sequence[str] | None = None, workers: 
     stages = list(stages) if stages is not None else select_stages(only)
     ctx = Context(engine, python=python or sys.executable, quick=quick)
     with _exclusive():
-        status: dict[str, Any] = {"pid": os.getpid(), "started": time.time(), "finished": None, "workers": workers, "quick": quick,
-                                  "budget_s": budget_total(stages, workers),
-                                  "stages": {s.name: {"title": s.title, "state": "pending", "budget_s": s.budget_s,
-                                                      "kinds": list(s.kinds), "seconds": None, "error": None,
-                                                      "log": str(log_path(ctx, s.name))} for s in stages}}
+        status = initial_status(os.getpid(), stages, workers, quick, logs=ctx.logs)
         write_status(status)
         pending = list(stages)
         running: dict[str, threading.Thread] = {}
@@ -371,7 +384,7 @@ def start_background(*, only: Sequence[str] | None = None, workers: int = 2, qui
     or None when a build is already running in this home."""
     if is_building():
         return None
-    select_stages(only)
+    stages = select_stages(only)
     logs = get_settings().home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "core", "demo-models", "--workers", str(workers)]
@@ -386,10 +399,7 @@ def start_background(*, only: Sequence[str] | None = None, workers: int = 2, qui
     finally:
         log.close()
     # the child writes the status file once it holds the lock; write a first one now so pages see it at once
-    write_status({"pid": proc.pid, "started": time.time(), "finished": None, "workers": workers, "starting": True,
-                   "budget_s": budget_total(select_stages(only), workers),
-                   "stages": {s.name: {"title": s.title, "state": "pending", "budget_s": s.budget_s, "kinds": list(s.kinds),
-                                       "seconds": None, "error": None} for s in select_stages(only)}})
+    write_status(initial_status(proc.pid, stages, workers, quick, logs=logs) | {"starting": True})
     return proc.pid
 
 
