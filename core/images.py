@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
+import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.config import get_settings
+from core.uploads import UploadTooLarge, check_upload_size
 
 
 class ImageError(ValueError):
@@ -59,45 +61,62 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _too_large(name: str, limit: int, exc: BaseException) -> ImageError:
+    """Pillow's own refusal (its message holds the pixel count) as a clear ImageError."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    claimed = f"it claims {int(found.group(1)):,} pixels, " if found else ""
+    return ImageError(f"{name}: image is too large ({claimed}more than {limit:,} pixels; possible decompression bomb)")
+
+
 def decode_image(data: bytes, *, name: str = "image", max_pixels: int | None = None) -> DecodedImage:
-    """Decode ``data`` into an RGB image, or raise :class:`ImageError` saying why not."""
+    """Decode ``data`` into an RGB image, or raise :class:`ImageError` saying why not.
+
+    Thread-safe: the pixel limit is checked against the header's width x height right after
+    ``Image.open`` (before any pixel is decoded), per call; no process-wide setting of Pillow
+    (``Image.MAX_IMAGE_PIXELS``) and no warnings filter is changed. Pillow's own bomb guard still
+    applies on top (it raises above twice its ``MAX_IMAGE_PIXELS``), and is reported the same way.
+    """
     limit = max_pixels or get_settings().max_image_pixels
     if not data:
         raise ImageError(f"{name}: the file is empty")
-    old_limit = Image.MAX_IMAGE_PIXELS
     try:
-        Image.MAX_IMAGE_PIXELS = limit
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            try:
-                img = Image.open(io.BytesIO(data))
-            except (UnidentifiedImageError, ImportError):
-                # ImportError: some libraries (ultralytics) wrap Image.open and try to import optional
-                # format plugins for unknown bytes; the bytes are still not an image we can read
-                raise ImageError(f"{name}: not an image (unrecognised file format)") from None
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-                raise ImageError(f"{name}: image is too large (more than {limit:,} pixels; possible decompression bomb)") from None
-            width, height = img.size
-            if width * height > limit:
-                raise ImageError(f"{name}: image is {width}x{height}, more than {limit:,} pixels")
-            if width < 1 or height < 1:
-                raise ImageError(f"{name}: image has no pixels")
-            fmt = img.format or "unknown"
+        check_upload_size(name, len(data))
+    except UploadTooLarge as exc:
+        raise ImageError(str(exc)) from None
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, ImportError):
+        # ImportError: some libraries (ultralytics) wrap Image.open and try to import optional
+        # format plugins for unknown bytes; the bytes are still not an image we can read
+        raise ImageError(f"{name}: not an image (unrecognised file format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # the warning is an exception only where the process (not this function) made it one
+        raise _too_large(name, limit, exc) from None
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+        raise ImageError(f"{name}: image header is damaged ({exc})") from None
+    with img:
+        width, height = img.size
+        if width * height > limit:
+            raise ImageError(f"{name}: image is {width}x{height}, more than {limit:,} pixels (possible decompression bomb)")
+        if width < 1 or height < 1:
+            raise ImageError(f"{name}: image has no pixels")
+        fmt = img.format or "unknown"
+        try:
             frames = int(getattr(img, "n_frames", 1) or 1)
-            try:
-                img.seek(0)
-                img.load()
-            except (OSError, SyntaxError, ValueError) as exc:
-                raise ImageError(f"{name}: image data is truncated or corrupt ({exc})") from None
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-                raise ImageError(f"{name}: image is too large (possible decompression bomb)") from None
-            try:
-                img = ImageOps.exif_transpose(img) or img
-            except Exception:  # a broken EXIF block must not lose the picture
-                pass
-            rgb = _to_rgb(img)
-    finally:
-        Image.MAX_IMAGE_PIXELS = old_limit
+            img.seek(0)
+            img.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _too_large(name, limit, exc) from None
+        except (OSError, SyntaxError, ValueError, struct.error, EOFError, MemoryError) as exc:
+            raise ImageError(f"{name}: image data is truncated or corrupt ({exc})") from None
+        try:
+            oriented = ImageOps.exif_transpose(img) or img
+        except Exception:  # a broken EXIF block must not lose the picture
+            oriented = img
+        try:
+            rgb = _to_rgb(oriented)
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"{name}: image could not be converted to RGB ({exc})") from None
     return DecodedImage(image=rgb, sha256=sha256_bytes(data), format=fmt, frames=frames)
 
 

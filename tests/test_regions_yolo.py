@@ -13,10 +13,11 @@ from core.regions.yolo import YoloDetector
 
 @pytest.fixture(scope="module")
 def yolo_pt(tmp_path_factory):
-    from core.regions.yolo import ultralytics_yolo
+    from core.regions.yolo import trust_weights, ultralytics_yolo
 
     path = tmp_path_factory.mktemp("weights") / "tiny-yolov8n.pt"
     ultralytics_yolo()("yolov8n.yaml").save(str(path))
+    trust_weights(path)  # a .pt outside the weights folders loads only when the operator names it (--weights)
     return path
 
 
@@ -47,6 +48,11 @@ def test_yolo_bad_weights_fail_fast(tmp_path, home):
         YoloDetector(str(tmp_path / "missing.pt"))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"this is not a checkpoint" * 20)
+    with pytest.raises(DetectorError, match="refused to load"):  # a .pt from an unconfigured place is never unpickled
+        YoloDetector(str(junk))
+    from core.regions.yolo import trust_weights
+
+    trust_weights(junk)
     with pytest.raises(DetectorError, match="not a usable YOLO model"):
         YoloDetector(str(junk))
     text = tmp_path / "notes.txt"

@@ -55,8 +55,15 @@ def run_import(label: str, uploads: dict[str, Any], call: Callable[[dict[str, Pa
     ValueError / FileNotFoundError (the files are unusable) — each shown as a clear message.
     """
     from core.ingest.report import ImportRejected
+    from core.uploads import UploadTooLarge, check_upload_size
 
     st.session_state.pop(_result_key(label), None)
+    try:
+        for upload in uploads.values():
+            check_upload_size(Path(upload.name).name, upload.size)
+    except UploadTooLarge as exc:
+        st.error(f"**Nothing was imported.** {exc}", icon=":material/block:")
+        return
     progress, bar = st_progress(f"{label}: starting")
     with tempfile.TemporaryDirectory(prefix="adlens-upload-") as tmp:
         paths = {stem: save_upload(upload, Path(tmp), stem) for stem, upload in uploads.items()}

@@ -6,7 +6,7 @@ The audience file ranks every user with features by the expanded model's score (
 
 from __future__ import annotations
 
-import io
+import csv
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from core.audience.errors import AudienceError, NotFoundError
+from core.csvsafe import frame_to_csv
 from core.filestore import resolve
 from core.store import ExpansionRun, get_engine, session_scope
 
@@ -27,7 +28,9 @@ def _write_audience(user_ids: list[str], scores: np.ndarray) -> str:
     target = resolve(rel)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(".tmp-" + target.name)
-    pd.DataFrame({"user_id": user_ids, "score": np.round(scores.astype(np.float64), 6)}).to_csv(tmp, index=False, compression="gzip")
+    # every text cell quoted: a user id holding a carriage return or a comma reads back as it was written
+    pd.DataFrame({"user_id": user_ids, "score": np.round(scores.astype(np.float64), 6)}).to_csv(
+        tmp, index=False, compression="gzip", quoting=csv.QUOTE_NONNUMERIC)
     tmp.replace(target)
     return rel
 
@@ -109,7 +112,9 @@ def audience(run_id: int, size: float, *, engine: Engine | None = None) -> pd.Da
 
 
 def audience_csv(run_id: int, size: float, *, engine: Engine | None = None) -> str:
-    """The chosen audience as CSV text (user_id,score), for a download button or a file."""
-    buf = io.StringIO()
-    audience(run_id, size, engine=engine).to_csv(buf, index=False)
-    return buf.getvalue()
+    """The chosen audience as CSV text (user_id,score), for a download button or a file.
+
+    Safe to open in a spreadsheet: a user id that starts like a formula (``=``, ``+``, ``-``, ``@``,
+    tab, carriage return) gets a leading ``'`` (see :mod:`core.csvsafe`); scores stay numbers.
+    """
+    return frame_to_csv(audience(run_id, size, engine=engine))

@@ -53,6 +53,10 @@ def regions(
         decoded = load_image(image)
         if weights is not None and detector is None:
             detector = "yolo"
+        if weights is not None:  # the operator named this file: a .pt outside the weights folders is allowed
+            from core.regions.yolo import trust_weights
+
+            trust_weights(weights)
         result = analyze_creative(decoded.image, text, detector=detector, weights=weights, k1=k1, k2=k2, conf=conf, iou=iou,
                                   ocr=not no_ocr).to_dict()
     except (ImageError, DetectorError, ValueError, RuntimeError) as exc:
@@ -77,6 +81,10 @@ def extract(
 
     if limit is not None and limit < 0:
         fail("--limit must be >= 0", as_json)
+    if weights is not None:  # the operator named this file: a .pt outside the weights folders is allowed
+        from core.regions.yolo import trust_weights
+
+        trust_weights(weights)
     try:
         with tqdm_progress(enabled=not as_json) as progress:
             result = extract_catalog(detector, limit=limit, weights=weights, ocr=not no_ocr, progress=progress, descriptors=descriptors)

@@ -1,20 +1,29 @@
 """Safe access to the images of an import: a folder or a .zip, read in memory, never extracted.
 
-A zip whose entries point outside the archive (absolute paths, ``..``, drive letters: "zip-slip")
-is refused as a whole. Names given in a manifest are refused when they leave the folder. Reading
+A zip whose entries point outside the archive (absolute paths, ``..``, drive letters, also
+written with backslashes: "zip-slip") is refused as a whole. A zip member stored as a symbolic
+link is never followed (a row naming it is rejected), and a member that would inflate past the
+upload limit or by an extreme ratio (a zip bomb) is refused before it is read. In a folder, a
+symbolic link may point only inside the folder. Names given in a manifest are refused when they leave the folder. Reading
 a missing or oversized member raises :class:`ImageMissing`, which importers turn into a row error.
 """
 
 from __future__ import annotations
 
 import re
+import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-from core.config import get_settings
+from core.uploads import check_upload_size, max_upload_bytes
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+
+# a zip member that inflates more than this many times over its stored size, and is bigger than
+# RATIO_FLOOR bytes, is a zip bomb: real creatives (PNG, JPEG, WebP) are already compressed
+MAX_RATIO = 100
+RATIO_FLOOR = 8 * 1024 * 1024
 
 
 class ImageMissing(ValueError):
@@ -34,7 +43,41 @@ def is_unsafe(name: str) -> bool:
 
 
 def _max_bytes() -> int:
-    return get_settings().max_upload_mb * 1024 * 1024
+    return max_upload_bytes()
+
+
+def is_symlink_member(info: zipfile.ZipInfo) -> bool:
+    """True for a zip member stored as a symbolic link (Unix mode S_IFLNK in ``external_attr``)."""
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes:
+    """A member's bytes, refusing links and zip bombs before inflating, and never holding more than the limit.
+
+    The sizes in the zip's directory are checked first (declared size, compression ratio); the read
+    itself stops one byte past the limit, so a member whose header lies about its size cannot fill
+    memory (zipfile also stops at the declared size and then fails the CRC check).
+    """
+    limit = _max_bytes()
+    if is_symlink_member(info):
+        raise ImageMissing(f"'{name}' is a symbolic link in the zip; links are not followed (zip the image file itself)")
+    if info.file_size > limit:
+        raise ImageMissing(f"image file '{name}' is too large ({info.file_size / 1e6:.0f} MB uncompressed; "
+                           f"the limit is {limit // (1024 * 1024)} MB)")
+    if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+        raise ImageMissing(f"image file '{name}' was refused: it inflates {info.file_size / max(info.compress_size, 1):,.0f} "
+                           f"times ({info.file_size / 1e6:.0f} MB from {info.compress_size / 1e6:.2f} MB; possible zip bomb)")
+    try:
+        with zf.open(info) as fh:
+            data = fh.read(limit + 1)
+    except RuntimeError as exc:  # encrypted member
+        raise ImageMissing(f"image file '{name}' could not be read from the zip ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise ImageMissing(f"image file '{name}' is damaged in the zip ({exc})") from None
+    if len(data) > limit:
+        raise ImageMissing(f"image file '{name}' is larger than its zip header says and over the limit of "
+                           f"{limit // (1024 * 1024)} MB (damaged or hostile zip)")
+    return data
 
 
 class ImageSource:
@@ -73,9 +116,10 @@ class FolderSource(ImageSource):
             raise ImageMissing(f"image file '{name}' not found in the images folder")
         if path.is_dir():
             raise ImageMissing(f"image path '{name}' is a folder, not an image file")
-        size = path.stat().st_size
-        if size > _max_bytes():
-            raise ImageMissing(f"image file '{name}' is too large ({size / 1e6:.0f} MB)")
+        try:
+            check_upload_size(f"image file '{name}'", path.stat().st_size)
+        except ValueError as exc:
+            raise ImageMissing(str(exc)) from None
         try:
             return path.read_bytes()
         except OSError as exc:
@@ -87,6 +131,7 @@ class ZipSource(ImageSource):
 
     def __init__(self, path: Path):
         self.label = str(path)
+        check_upload_size(path.name, path.stat().st_size)
         try:
             self.zf = zipfile.ZipFile(path)
         except zipfile.BadZipFile:
@@ -127,14 +172,7 @@ class ZipSource(ImageSource):
         info = self._find(norm)
         if info is None:
             raise ImageMissing(f"image file '{name}' not found in the zip")
-        if info.file_size > _max_bytes():
-            raise ImageMissing(f"image file '{name}' is too large ({info.file_size / 1e6:.0f} MB uncompressed)")
-        try:
-            return self.zf.read(info)
-        except RuntimeError as exc:  # encrypted member
-            raise ImageMissing(f"image file '{name}' could not be read from the zip ({exc})") from None
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise ImageMissing(f"image file '{name}' is damaged in the zip ({exc})") from None
+        return read_member(self.zf, info, name)
 
     def close(self) -> None:
         self.zf.close()

@@ -31,6 +31,7 @@ from core.ingest.common import IN_CHUNK, chunks, engine_or_default, progress_or_
 from core.ingest.report import ImportReport
 from core.progress import ProgressFn
 from core.store import Category, session_scope
+from core.uploads import check_upload_size
 
 STAGE = "coco"
 EXIF_ORIENTATION = 0x0112
@@ -42,8 +43,11 @@ def _load_json(path: Path, what: str) -> dict[str, Any]:
         raise FileNotFoundError(f"{what} file not found: {path}")
     if path.is_dir():
         raise ValueError(f"{what} {path} is a folder; expected a COCO JSON file")
+    check_upload_size(path.name, path.stat().st_size)
     try:
         doc = json.loads(path.read_bytes())
+    except RecursionError:
+        raise ValueError(f"{path.name} ({what}) is nested too deeply to be a COCO file") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path.name} ({what}) is not UTF-8 JSON text") from None
     except json.JSONDecodeError as exc:

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.uploads import check_upload_size
+
 CSV_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 
@@ -42,6 +44,21 @@ class Table:
 
     def row_numbers(self) -> np.ndarray:
         return self.frame.index.to_numpy(dtype=np.int64) + self.first_row
+
+
+def _decode_csv(path: Path, data: bytes) -> str:
+    """The file's text (UTF-8, with or without BOM), or ValueError naming the encoding to save it in."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError(f"{path.name} is UTF-16 text (it starts with a UTF-16 byte-order mark); AdLens reads UTF-8 only. "
+                         "Save it again as 'CSV UTF-8' (in Excel: File > Save As > CSV UTF-8) and retry.")
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise ValueError(f"{path.name} is not a CSV text file (it holds a NUL byte on line {line}: binary data, or UTF-16 "
+                         "without a byte-order mark). Save it as 'CSV UTF-8' and retry.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(_not_utf8_message(path, data, exc)) from None
 
 
 def _not_utf8_message(path: Path, data: bytes, exc: UnicodeDecodeError) -> str:
@@ -70,6 +87,7 @@ def read_table(path: str | Path, *, what: str = "file") -> Table:
         raise ValueError(f"{what} {path} is a folder; expected a CSV or Parquet file")
     suffix = path.suffix.lower()
     if suffix in PARQUET_SUFFIXES:
+        check_upload_size(path.name, path.stat().st_size)
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises many types for a damaged file
@@ -81,13 +99,11 @@ def read_table(path: str | Path, *, what: str = "file") -> Table:
         raise ValueError(f"{path.name}: unsupported file type '{suffix or '(none)'}'; use CSV (UTF-8) or Parquet")
     sep = CSV_SUFFIXES[suffix]
     try:
+        check_upload_size(path.name, path.stat().st_size)
         data = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"{path.name} could not be read ({exc.strerror or exc})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(_not_utf8_message(path, data, exc)) from None
+    text = _decode_csv(path, data)
     if not text.strip():
         raise ValueError(f"{path.name} is empty: expected a header row and at least one data row")
     header = [h.strip() for h in _header_of(text, sep)]

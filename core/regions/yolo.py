@@ -1,7 +1,9 @@
 """The Ultralytics YOLO backend: boxes from any YOLO detection model, features from its own neck.
 
 Weights: a local ``.pt`` (or ``.onnx``) file, or a standard name such as ``yolov8n.pt`` that
-Ultralytics resolves itself (its weights folder, else a download) when a network exists. Offline,
+Ultralytics resolves itself (its weights folder, else a download) when a network exists. A ``.pt``
+file is a pickle, so it is loaded only from places the operator configured
+(:func:`check_weights_policy`); ONNX files are accepted from anywhere. Offline,
 a name that is not on disk fails at once with a message saying what to do; a file that is not a
 YOLO detection model fails with the loader's reason.
 
@@ -77,6 +79,63 @@ def find_local_weights(weights: str) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
+PICKLE_SUFFIXES = (".pt", ".pth")
+_trusted_files: set[Path] = set()
+
+
+def trust_weights(weights: str | Path) -> None:
+    """Allow one ``.pt`` file the operator named on the command line (``--weights``) for this process."""
+    _trusted_files.add(Path(weights).expanduser().resolve())
+
+
+def trusted_weight_dirs() -> list[Path]:
+    """Folders whose ``.pt`` files may be loaded: home/weights, home/detectors (AdLens's own trained detectors),
+    the shipped assets/models, Ultralytics' weights folder, and the folders in ``ADLENS_WEIGHTS_DIRS``."""
+    import os
+
+    from core.config import REPO_ROOT, get_settings
+
+    settings = get_settings()
+    dirs = [settings.home / "weights", settings.home / "detectors", REPO_ROOT / "assets" / "models"]
+    dirs += [Path(d).expanduser() for d in settings.weights_dirs.split(os.pathsep) if d.strip()]
+    try:
+        ultralytics_yolo()
+        from ultralytics.utils import SETTINGS
+
+        dirs.append(Path(SETTINGS["weights_dir"]))
+    except Exception:  # noqa: BLE001 - ultralytics settings unreadable: that place is not trusted
+        pass
+    return [d.resolve() for d in dirs]
+
+
+def check_weights_policy(path: Path) -> None:
+    """Refuse a pickled ``.pt`` checkpoint that does not come from a place the operator configured.
+
+    A ``.pt`` file is a Python pickle: loading it can run any code. AdLens loads one only when it is
+    the configured ``ADLENS_YOLO_WEIGHTS`` file, a file named with ``--weights`` on the command line,
+    or a file inside :func:`trusted_weight_dirs` (links resolved first) — never a path typed into a
+    page, uploaded, or read from the database outside those. ONNX files hold no code and load from anywhere.
+    """
+    from core.config import get_settings
+
+    if path.suffix.lower() not in PICKLE_SUFFIXES:
+        return
+    real = path.expanduser().resolve()
+    configured = Path(get_settings().yolo_weights).expanduser()
+    if real in _trusted_files or (configured.suffix.lower() in PICKLE_SUFFIXES and configured.exists()
+                                  and configured.resolve() == real):
+        return
+    dirs = trusted_weight_dirs()
+    if any(real.is_relative_to(d) for d in dirs):
+        return
+    raise DetectorError(
+        f"{path}: refused to load. A .pt file is a Python pickle that can run code when loaded, so AdLens loads "
+        f"YOLO .pt weights only from the configured ADLENS_YOLO_WEIGHTS file, a --weights file on the command line, "
+        f"or these folders: {', '.join(str(d) for d in dirs)} (add more with ADLENS_WEIGHTS_DIRS). "
+        "Move the file there, or export the model to ONNX (accepted from anywhere)."
+    )
+
+
 def _looks_like_path(weights: str) -> bool:
     return "/" in weights or "\\" in weights or weights.startswith((".", "~"))
 
@@ -108,6 +167,8 @@ class YoloDetector:
                 )
         elif local.suffix.lower() not in (".pt", ".onnx", ".pth"):
             raise DetectorError(f"{local}: not a YOLO model file (expected .pt or .onnx)")
+        else:
+            check_weights_policy(local)
         source = str(local) if local else weights
         try:
             yolo = ultralytics_yolo()(source, task="detect")
