@@ -55,7 +55,7 @@ def sidebar() -> dict:
         iou = st.slider("NMS IoU threshold", 0.1, 0.95, 0.5, 0.05, key="r_iou")
         use_ocr = st.checkbox("Read printed words (OCR)", value=True, key="r_ocr")
         st.header("Semantic clues")
-        done = full_models_first(list_runs(kind="ion", status="done"))
+        done = full_models_first(list_runs(kind="ion", status="done", fresh=True))
         runs = {r["id"]: r for r in done if "sca" not in (r["config"].get("ablate") or [])}
         scorer = st.selectbox("Clue scorer", [*runs, ZERO_SHOT], key="r_scorer",  # ION's own SCA first when there is a run
                               format_func=lambda i: "Zero-shot: MiniLM(region label, keywords)" if i == ZERO_SHOT else run_label(runs[i]),

@@ -129,7 +129,7 @@ def stored_table() -> None:
     """The newest averaged table over all packages (the paper's Table 3): what the page leads with."""
     from core.runs import list_runs
 
-    runs = list_runs("expansion-table", "done", engine=engine(), limit=1)
+    runs = list_runs("expansion-table", "done", engine=engine(), limit=1, fresh=True)
     st.subheader("Averaged over all packages (the paper's Table 3)")
     if not runs:
         if not wait_for(["expansion-table"], "the expansion table over all packages"):

@@ -350,7 +350,7 @@ def test_new_seed_replaces_only_demo_rows_and_failure_changes_nothing(worlds, mo
         s.add(Impression(user_id="m-user", ad_id="m-1", ts=datetime(2026, 1, 1), clicked=True))
         s.add(Impression(user_id="u000001", ad_id="m-1", ts=datetime(2026, 1, 2), clicked=False))
 
-    summary = build_world(N_ADS, N_USERS, 1, engine=b.engine, knobs=KNOBS)
+    summary = build_world(N_ADS, N_USERS, 1, engine=b.engine, knobs=KNOBS, force=True)  # it holds imported ads
     assert summary["unchanged"] is False and summary["ads"] == N_ADS
     seed1 = _fingerprint(b)
     texts0 = {r[0]: r[1] for r in seed0["ads"]}
@@ -377,7 +377,7 @@ def test_new_seed_replaces_only_demo_rows_and_failure_changes_nothing(worlds, mo
 
     monkeypatch.setattr(demo_store, "_insert_impressions", broken)
     with pytest.raises(RuntimeError, match="simulated"):
-        build_world(120, 600, 2, engine=b.engine, knobs=DemoKnobs(n_categories=12))
+        build_world(120, 600, 2, engine=b.engine, knobs=DemoKnobs(n_categories=12), force=True)
     assert _fingerprint(b) == seed1
 
 

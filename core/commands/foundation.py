@@ -22,6 +22,8 @@ def demo(
         "--models", help="all: build every default model the pages use, then return | background: return once the world "
                          "is ready, models build in a detached process | none: the world only")] = "all",
     no_models: Annotated[bool, typer.Option("--no-models", help="the world only (same as --models none)")] = False,
+    force: Annotated[bool, typer.Option("--force", help="replace a different demo world although the database holds model runs "
+                                                        "or imported data (the runs built on it are marked stale)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build the embedded demo world (generated data, deterministic for a seed), then its default models."""
@@ -34,7 +36,7 @@ def demo(
         fail(f"--models must be one of {', '.join(MODEL_MODES)}, got {models!r}", as_json)
     try:
         with tqdm_progress(enabled=not as_json) as progress:
-            summary = build_world(n_ads=ads, n_users=users, seed=seed, progress=progress)
+            summary = build_world(n_ads=ads, n_users=users, seed=seed, progress=progress, force=force)
     except ValueError as exc:
         fail(str(exc), as_json)
     summary = {"ok": True, **summary}
@@ -55,6 +57,23 @@ def demo(
             emit(summary | {"ok": False}, as_json, "some models failed: see the logs above")
             raise typer.Exit(1)
     emit(summary, as_json)
+
+
+@app.command("demo-delete")
+def demo_delete(
+    force: Annotated[bool, typer.Option("--force", help="delete it although the database holds model runs or imported data")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete the demo world's rows (imported data untouched); the runs built on it are marked stale, their files kept."""
+    from core.demo.store import delete_world
+    from core.store import get_engine
+
+    try:
+        result = delete_world(get_engine(), force=force)
+    except ValueError as exc:
+        fail(str(exc), as_json)
+    emit({"ok": True, **result}, as_json,
+         f"deleted {result['deleted_ads']} demo ads; {result['stale_runs']} model runs marked stale (files kept)")
 
 
 def _models_summary(status: dict) -> dict:

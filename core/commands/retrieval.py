@@ -182,10 +182,13 @@ def evaluate(
 def runs(as_json: JsonOpt = False) -> None:
     """List model runs (status, progress, code version)."""
     from core.runs import list_runs
+    from core.stale import is_stale, stale_note
 
     items = list_runs()
-    slim = [{k: r[k] for k in ("id", "kind", "name", "status", "progress", "message", "code_version", "created_at")} for r in items]
-    text = "\n".join(f"{r['id']:>4} {r['name']:<28} {r['status']:<10} {100 * r['progress']:5.1f}%  {r['message'][:50]}" for r in slim)
+    slim = [{k: r[k] for k in ("id", "kind", "name", "status", "progress", "message", "code_version", "created_at")}
+            | {"stale": is_stale(r)} for r in items]
+    text = "\n".join(f"{r['id']:>4} {r['name']:<28} {r['status']:<10} {100 * r['progress']:5.1f}%  {r['message'][:50]}{stale_note(r)}"
+                     for r in items)
     emit({"ok": True, "runs": slim}, as_json, text or "no model runs")
 
 

@@ -6,12 +6,13 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.demo.clicks import ClickLog, period_bounds
 from core.demo.knobs import DemoKnobs
 from core.progress import ProgressFn
+from core.stale import FINGERPRINT_KEY, check_replace, mark_stale
 from core.store import Ad, Category, ExpansionRun, ImportRun, Impression, Package, PackageAd, User
 
 if TYPE_CHECKING:
@@ -86,21 +87,34 @@ def _insert_impressions(conn: Connection, log: ClickLog, ad_ids: list[str], user
         progress(hi, n, f"demo-db: impressions {hi}/{n}")
 
 
+def delete_world(engine: Engine, *, force: bool = False) -> dict[str, Any]:
+    """Delete the demo world (its rows only) and mark the runs built on it stale, in one transaction; refused
+    (core.stale.ReplaceRefused) while the database holds other data, unless ``force``."""
+    held = check_replace(engine, None, force=force)
+    with engine.begin() as conn:
+        ads = conn.execute(select(func.count()).select_from(Ad).where(Ad.source == SOURCE)).scalar() or 0
+        clear_demo(conn)
+        stale = mark_stale(conn, None, "built on a demo world that was deleted")
+    return {"deleted_ads": int(ads), "stale_runs": len(stale), "held": held}
+
+
 def write_world(engine: Engine, plan: WorldPlan, ads: list[dict[str, Any]], users: list[dict[str, Any]], log: ClickLog,
-                params: dict[str, Any], summary: dict[str, Any], knobs: DemoKnobs, progress: ProgressFn) -> None:
-    """Replace the demo rows by this world, all in one transaction (nothing changes on failure)."""
+                params: dict[str, Any], summary: dict[str, Any], knobs: DemoKnobs, progress: ProgressFn) -> list[int]:
+    """Replace the demo rows by this world, all in one transaction (nothing changes on failure); the runs built on
+    another demo world are marked stale in it. Returns their ids."""
     try:
-        _write(engine, plan, ads, users, log, params, summary, knobs, progress)
+        return _write(engine, plan, ads, users, log, params, summary, knobs, progress)
     except IntegrityError as exc:
         raise ValueError(f"demo: the database refused the demo world (nothing was changed): {exc.orig}") from exc
 
 
 def _write(engine: Engine, plan: WorldPlan, ads: list[dict[str, Any]], users: list[dict[str, Any]], log: ClickLog,
-           params: dict[str, Any], summary: dict[str, Any], knobs: DemoKnobs, progress: ProgressFn) -> None:
+           params: dict[str, Any], summary: dict[str, Any], knobs: DemoKnobs, progress: ProgressFn) -> list[int]:
     with engine.begin() as conn:
         _conflicts(conn, plan, ads, users)
         progress(0, 1, "demo-db: removing the previous demo world")
         clear_demo(conn)
+        stale = mark_stale(conn, summary[FINGERPRINT_KEY], f"built on a previous demo world, replaced by the seed-{params['seed']} world")
         progress(0, len(log), "demo-db: categories, ads, users")
         conn.execute(insert(Category), [
             {"name": c.name, "name_zh": c.name_zh, "unseen": unseen, "source": SOURCE,
@@ -126,3 +140,4 @@ def _write(engine: Engine, plan: WorldPlan, ads: list[dict[str, Any]], users: li
             imported=len(ads), skipped=0, rejected=0,
         ))
         progress(len(log), len(log), "demo-db: committed")
+    return stale

@@ -23,6 +23,7 @@ from core.demo.plan import STREAM_CLICKS, STREAM_IMAGE, STREAM_USERS, plan_world
 from core.demo.population import COLUMNS, affinities, interest_weights, sample_population, sigmoid
 from core.demo.store import SOURCE, write_world
 from core.progress import ProgressFn, no_progress
+from core.stale import FINGERPRINT_KEY, check_replace, fingerprint_rows
 
 DEMO_LABEL = "Generated demo data (synthetic)"
 GENERATOR_VERSION = 2  # 2: targeted delivery of ordinary ads, separate click streams for ads and packages
@@ -89,8 +90,11 @@ def _hypothesis(log: ClickLog, ad_category: np.ndarray, n_categories: int) -> di
 
 
 def build_world(n_ads: int = 2000, n_users: int = 20000, seed: int = 0, *, engine: Engine | None = None,
-                progress: ProgressFn | None = None, knobs: DemoKnobs | None = None) -> dict[str, Any]:
-    """Generate the demo world and store it (replacing any previous demo world); returns a summary dict."""
+                progress: ProgressFn | None = None, knobs: DemoKnobs | None = None, force: bool = False) -> dict[str, Any]:
+    """Generate the demo world and store it (replacing any previous demo world); returns a summary dict.
+
+    Replacing a different demo world while the database holds model runs or other data is refused
+    (core.stale.ReplaceRefused, a ValueError) unless ``force``; the runs built on the old world are then marked stale."""
     from core.filestore import put_image
     from core.store import get_engine
 
@@ -105,9 +109,10 @@ def build_world(n_ads: int = 2000, n_users: int = 20000, seed: int = 0, *, engin
 
     existing = _existing_summary(engine, params)
     if existing is not None:
-        existing.update(unchanged=True, seconds=round(time.perf_counter() - started, 3))
+        existing.update(unchanged=True, seconds=round(time.perf_counter() - started, 3), stale_runs=0)
         progress(1, 1, "demo-db: the same demo world is already stored")
         return existing
+    check_replace(engine, params, force=force)
 
     plan = plan_world(n_ads, seed, knobs)
     names = [c.name for c in plan.categories]
@@ -187,10 +192,11 @@ def build_world(n_ads: int = 2000, n_users: int = 20000, seed: int = 0, *, engin
         "periods": [list(p) for p in knobs.periods],
         "hypothesis": _hypothesis(log, plan.ad_category, len(plan.categories)),
         "attribution": OPENMOJI_ATTRIBUTION,
+        FINGERPRINT_KEY: fingerprint_rows((a["id"], a["split"], a["_category"], a["text"], a["truth"]) for a in ads),
     }
-    write_world(engine, plan, ads, users, log, params, summary, knobs, progress)
+    stale = write_world(engine, plan, ads, users, log, params, summary, knobs, progress)
     stages["db"] = round(time.perf_counter() - mark, 2)
-    summary.update(stage_seconds=stages, unchanged=False, seconds=round(time.perf_counter() - started, 3))
+    summary.update(stage_seconds=stages, unchanged=False, seconds=round(time.perf_counter() - started, 3), stale_runs=len(stale))
     return summary
 
 
