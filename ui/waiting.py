@@ -151,8 +151,7 @@ def _job_fragment(kinds: tuple[str, ...], key: str) -> None:
 
 
 def failed_runs(kinds: Sequence[str], *, within_s: float = 3600) -> None:
-    from pathlib import Path
-
+    from core import jobs
     from core.runs import list_runs
 
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -161,9 +160,9 @@ def failed_runs(kinds: Sequence[str], *, within_s: float = 3600) -> None:
             if run["finished_at"] and (now - run["finished_at"]).total_seconds() > within_s:
                 continue
             with st.expander(f":material/error: #{run['id']} {run['name']} failed: {run['message'][:120]}"):
-                log = (run["config"].get("job") or {}).get("log")
-                if log and Path(log).is_file():
-                    st.code("\n".join(Path(log).read_text(encoding="utf-8", errors="replace").splitlines()[-40:]), language="text")
+                tail = jobs.run_log_tail(run)
+                if tail is not None:
+                    st.code(tail, language="text")
                 else:
                     st.caption("No log was kept for this run.")
 

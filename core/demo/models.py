@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from core.config import REPO_ROOT, get_settings
 from core.demo.build_status import STATUS_LOCK, is_building, read_status, status_path, write_status
@@ -50,21 +50,10 @@ DEMO_EPOCHS = 30  # ION / ToTYEmb epochs of the demo default (the paper's 30; `t
 # -- the world's identity ----------------------------------------------------------------------------------------------
 
 def world_fingerprint(engine: Engine) -> str | None:
-    """sha256 of what a model trained on the demo world learnt from: every demo ad's id, split, category, text and
-    ground-truth boxes (not the JPEG bytes, which depend on the Pillow version). None without demo ads."""
-    from core.store import Ad, Category, session_scope
+    """sha256 of what a model trained on the demo world learnt from (core.stale.fingerprint_rows). None without demo ads."""
+    from core.stale import world_fingerprint as computed
 
-    h = hashlib.sha256()
-    n = 0
-    with session_scope(engine) as s:
-        rows = s.execute(select(Ad.id, Ad.split, Category.name, Ad.text, Ad.truth).join(Category, Ad.category_id == Category.id,
-                                                                                       isouter=True)
-                         .where(Ad.source == "demo").order_by(Ad.id))
-        for ad_id, split, category, text, truth in rows:
-            objects = [[round(float(v), 1) for v in o.get("box", [])] for o in (truth or {}).get("objects", [])]
-            h.update(json.dumps([ad_id, split, category, text, objects], ensure_ascii=False).encode())
-            n += 1
-    return h.hexdigest() if n else None
+    return computed(engine)
 
 
 # -- stages --------------------------------------------------------------------------------------------------------------
@@ -117,7 +106,7 @@ def _finished(ctx: Context, kind: str, *, full: bool = True, same_regions: bool 
     from core.runs import is_variant, list_runs
 
     key = _regions_key(ctx) if same_regions else None
-    for run in list_runs(kind, "done", engine=ctx.engine):
+    for run in list_runs(kind, "done", engine=ctx.engine, fresh=True):  # a run built on a previous demo world is not done
         if full and is_variant(run):
             continue
         if key and run["config"].get("regions_key") not in (None, key):
@@ -126,10 +115,13 @@ def _finished(ctx: Context, kind: str, *, full: bool = True, same_regions: bool 
     return False
 
 
-def _detector_done(ctx: Context) -> bool:  # noqa: ARG001 - same signature as the other checks
+def _detector_done(ctx: Context) -> bool:
     from core.regions.train import latest_detector
+    from core.runs import DETECTOR_KIND, list_runs
+    from core.stale import is_stale
 
-    return latest_detector() is not None
+    newest = list_runs(DETECTOR_KIND, "done", engine=ctx.engine, limit=1)
+    return latest_detector() is not None and not (newest and is_stale(newest[0]))
 
 
 def _regions_done(ctx: Context) -> bool:
@@ -142,7 +134,7 @@ def _regions_done(ctx: Context) -> bool:
 def _expansion_done(ctx: Context) -> bool:
     from core.runs import list_runs
 
-    return bool(list_runs("expansion-table", "done", engine=ctx.engine))
+    return bool(list_runs("expansion-table", "done", engine=ctx.engine, fresh=True))
 
 
 def install_detector(ctx: Context) -> dict[str, Any]:

@@ -147,12 +147,15 @@ def latest_ion_checkpoint(engine: Engine) -> tuple[Path, int] | None:
     """(checkpoint path, run id) of the newest finished full ION run (no ablation, default head), else the newest any."""
     from core.filestore import resolve
     from core.runs import is_variant
+    from core.stale import is_stale
     from core.store import ModelRun, session_scope
 
     with session_scope(engine) as s:
         runs = s.scalars(select(ModelRun).where(ModelRun.kind == "ion", ModelRun.status == "done",
                                                 ModelRun.checkpoint_path.is_not(None)).order_by(ModelRun.id.desc())).all()
         for run in sorted(runs, key=lambda r: is_variant({"config": r.config})):  # full models first, newest first
+            if is_stale({"config": run.config}):  # built on a previous demo world
+                continue
             path = Path(run.checkpoint_path)
             path = path if path.is_absolute() else resolve(path)
             if path.is_file():

@@ -32,14 +32,17 @@ from core.runs import (
     cancellable,
     create_run,
     db_should_stop,
+    ends_failed_on_error,
     get_run,
     list_runs,
+    merge_run_config,
     record_run,
     start_run,
     update_run,
     with_db_progress,
 )
 from core.store import Ad, get_engine, session_scope
+from core.store.models import utcnow
 
 FORMAT = "adlens-matcher/1"
 DEFAULT_LR = {"lxmert": 1e-4, "clip": 1e-3, "early": 1e-3, "ion": 0.0}
@@ -172,7 +175,7 @@ def latest_matchers(engine: Engine | None = None, scorers: Sequence[str] = SCORE
             if run["kind"] != f"matcher-{name}" or run["status"] != "done":
                 raise ValueError(f"run {pinned[name]} is not a finished {name} scorer (it is a {run['status']} {run['kind']} run)")
         else:
-            newest = list_runs(f"matcher-{name}", "done", engine=engine, limit=1)
+            newest = list_runs(f"matcher-{name}", "done", engine=engine, limit=1, fresh=True)
             run = newest[0] if newest else None
         if run is not None and run["checkpoint_path"] and resolve(run["checkpoint_path"]).is_file():
             config = run["config"]
@@ -296,22 +299,15 @@ def train_matcher(scorer: str, *, engine: Engine | None = None, variant: str = "
                         version=FORMAT, engine=engine)
     if not start_run(run_id, "loading the creatives", engine=engine):
         raise RunCancelled("cancelled before it started")
-    progress = cancellable(with_db_progress(progress, run_id, engine), db_should_stop(run_id, engine))
-    try:
+    with ends_failed_on_error(run_id, engine=engine):  # a failed fit, save or final write ends the run failed (cancelled on Cancel)
+        progress = cancellable(with_db_progress(progress, run_id, engine), db_should_stop(run_id, engine))
         live = lambda losses: update_run(run_id, engine=engine, metrics={"fit": {"epoch_loss": losses}})  # noqa: E731 - live curve
         model, metrics = _fit_matcher(name, variant, options, engine, triples, fit_triples, val_triples, cfg, extract, progress, live)
         progress(1, 1, "saving the checkpoint")
         rel = f"runs/matcher-{name}-{run_id}.pt"
         save_matcher(resolve(rel), model, {"run_id": run_id})
-    except RunCancelled:
-        update_run(run_id, engine=engine, status="cancelled", message="cancelled", finished=True)
-        raise
-    except Exception as exc:
-        update_run(run_id, engine=engine, status="failed", message=f"{exc.__class__.__name__}: {exc}"[:2000], finished=True)
-        raise
-    run = get_run(run_id, engine=engine)
-    update_run(run_id, engine=engine, status="done", checkpoint_path=rel, metrics=metrics, progress=1.0, message="done", finished=True,
-               config={**run["config"], "variant_text": model.variant, "reason": model.reason, "fit": cfg.to_dict()})
+        merge_run_config(run_id, {"variant_text": model.variant, "reason": model.reason, "fit": cfg.to_dict()}, engine=engine,
+                         status="done", checkpoint_path=rel, metrics=metrics, progress=1.0, message="done", finished_at=utcnow())
     return {"ok": True, "scorer": name, "run_id": run_id, "variant": model.variant, "reason": model.reason, "checkpoint": rel,
             "scope": scope_text, "triples": triples.summary(), "metrics": metrics, "seconds": round(time.perf_counter() - started, 2)}
 

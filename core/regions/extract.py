@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from core.filestore import get_array, put_array, resolve
+from core.filestore import DamagedFile, check_sealed, get_array, put_array, remove_sealed, resolve
 from core.images import ImageError, load_image
 from core.progress import ProgressFn, no_progress
 from core.regions.base import DetectionResult, Detector, box_iou
@@ -102,6 +102,8 @@ def extract_catalog(detector: str | Detector | None = None, *, limit: int | None
     describer = (describer or default_describer) if mode != "none" else None
     key = detector_key(det, conf, iou, max_det, describer, mode)
     rows, images, cached = _cache_state(engine, key, ad_ids, limit)
+    rebuilt = drop_damaged(engine, key, cached)  # a truncated / altered cache file is detected and extracted again
+    cached -= set(rebuilt)
     todo = [h for h in images if h not in cached]
     computed, failed = 0, []
     seconds_detect = seconds_describe = 0.0
@@ -125,7 +127,7 @@ def extract_catalog(detector: str | Detector | None = None, *, limit: int | None
         progress(min(start + batch_size, len(todo)), len(todo), f"regions: {computed} of {len(todo)} detected")
     return {
         "ok": True, "detector": det.version, "key": key, "backend": backend, "device": dev, "reason": reason,
-        "ads": len(rows), "images": len(images), "computed": computed, "cached": len(cached), "failed": failed,
+        "ads": len(rows), "images": len(images), "computed": computed, "cached": len(cached), "failed": failed, "rebuilt": len(rebuilt),
         "seconds": round(time.perf_counter() - started, 3), "seconds_detect": round(seconds_detect, 3),
         "seconds_describe": round(seconds_describe, 3), "descriptors": mode if describer is not None else "none",
         "describer": describer.version if describer is not None else None,
@@ -155,6 +157,34 @@ def _cache_state(engine: Engine, key: str, ad_ids: list[str] | None = None,
         cached = set(s.scalars(select(RegionSet.image_hash).where(RegionSet.detector == key,
                                                                    RegionSet.image_hash.in_(list(images)))))
     return rows, images, cached
+
+
+def drop_damaged(engine: Engine, key: str, hashes: set[str]) -> list[str]:
+    """Remove the cache entries (rows and files) of these images under ``key`` whose feature file is missing or does not
+    match its seal (core.filestore.check_sealed); returns their image hashes, for extraction to compute again."""
+    if not hashes:
+        return []
+    with session_scope(engine) as s:
+        sets = s.execute(select(RegionSet.image_hash, RegionSet.features_path)
+                         .where(RegionSet.detector == key, RegionSet.image_hash.in_(list(hashes)))).all()
+    damaged = []
+    for image_hash, rel in sets:
+        if not rel:
+            continue
+        try:
+            check_sealed(resolve(rel), f"the region cache file {rel}", "it is extracted again")
+            if not resolve(rel).is_file():
+                raise DamagedFile(f"the region cache file {rel} is missing")
+        except (DamagedFile, OSError):
+            damaged.append((image_hash, rel))
+    if damaged:
+        with session_scope(engine) as s:
+            for rs in s.scalars(select(RegionSet).where(RegionSet.detector == key,
+                                                        RegionSet.image_hash.in_([h for h, _ in damaged]))):
+                s.delete(rs)
+        for _h, rel in damaged:
+            remove_sealed(resolve(rel))
+    return [h for h, _ in damaged]
 
 
 def default_cache_key(detector: str | Detector | None = None, *, descriptors: str | None = None, conf: float = 0.05,

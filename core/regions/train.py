@@ -254,7 +254,7 @@ def train_detector(name: str = "demo", *, epochs: int = 30, imgsz: int = 320, ba
     """
     from core.device import resolve_device
     from core.regions.yolo import ultralytics_yolo
-    from core.runs import DETECTOR_KIND, create_run, start_run, update_run
+    from core.runs import DETECTOR_KIND, create_run, ends_failed_on_error, start_run, update_run
     from core.store import get_engine
 
     if epochs < 1:
@@ -277,58 +277,59 @@ def train_detector(name: str = "demo", *, epochs: int = 30, imgsz: int = 320, ba
     run_id = create_run(DETECTOR_KIND, f"YOLOv8n detector '{name}'", config, engine=engine,
                         data_split={"splits": list(DETECTOR_SPLITS), "images": export.images, "boxes": export.boxes})
     start_run(run_id, "training", engine=engine)
+    with ends_failed_on_error(run_id, engine=engine):  # any error after the start (a copy, a write) ends the run failed
+        out_dir = detectors_dir() / _safe_name(name)
+        model = ultralytics_yolo()("yolov8n.yaml", task="detect")
 
-    out_dir = detectors_dir() / _safe_name(name)
-    model = ultralytics_yolo()("yolov8n.yaml", task="detect")
+        history: list[dict[str, Any]] = []
 
-    history: list[dict[str, Any]] = []
+        def on_epoch_end(trainer) -> None:
+            progress(int(trainer.epoch) + 1, int(trainer.epochs), f"train: epoch {int(trainer.epoch) + 1}/{int(trainer.epochs)}")
 
-    def on_epoch_end(trainer) -> None:
-        progress(int(trainer.epoch) + 1, int(trainer.epochs), f"train: epoch {int(trainer.epoch) + 1}/{int(trainer.epochs)}")
+        def on_fit_epoch_end(trainer) -> None:  # after validation: the epoch's val metrics, for the run's history
+            m = trainer.metrics or {}
+            history.append({"epoch": int(trainer.epoch) + 1, "seconds": round(time.perf_counter() - started, 1),
+                            "mAP50": _metric(m, "metrics/mAP50(B)"), "recall": _metric(m, "metrics/recall(B)")})
 
-    def on_fit_epoch_end(trainer) -> None:  # after validation: the epoch's val metrics, for the run's history
-        m = trainer.metrics or {}
-        history.append({"epoch": int(trainer.epoch) + 1, "seconds": round(time.perf_counter() - started, 1),
-                        "mAP50": _metric(m, "metrics/mAP50(B)"), "recall": _metric(m, "metrics/recall(B)")})
+        model.add_callback("on_train_epoch_end", on_epoch_end)
+        model.add_callback("on_fit_epoch_end", on_fit_epoch_end)
+        budget = {"time": minutes / 60.0} if minutes else {}
+        warmup = min(3.0, epochs / 10)
+        try:
+            with _no_downloads():
+                model.train(data=str(export.data_yaml), epochs=epochs, imgsz=imgsz, batch=batch,
+                            device=0 if info.name == "cuda" else info.name,
+                            workers=0 if info.name == "cpu" else 2, amp=info.name == "cuda", plots=False, project=str(out_dir.resolve()),
+                            name="train", exist_ok=True, patience=patience, seed=seed, deterministic=False, verbose=False, val=True,
+                            optimizer="AdamW", lr0=lr0, warmup_epochs=warmup if warmup_epochs is None else warmup_epochs, nbs=nbs or batch,
+                            mosaic=mosaic,
+                            scale=scale, close_mosaic=close_mosaic, cache="ram" if cache else False, **budget)
+            trainer = model.trainer
+            best = Path(trainer.best)
+            if not best.is_file():
+                best = Path(trainer.last)
+            if not best.is_file():
+                raise TrainError("training produced no checkpoint")
+        except Exception as exc:
+            update_run(run_id, engine=engine, finished=True, status="failed", message=f"{exc.__class__.__name__}: {str(exc)[:300]}")
+            raise
+        final = out_dir / "best.pt"
+        shutil.copyfile(best, final)
+        shutil.copyfile(best, detectors_dir() / LATEST)
+        raw = {k: v for k, v in (trainer.metrics or {}).items()}
+        metrics = {
+            "mAP50": _metric(raw, "metrics/mAP50(B)"), "mAP50-95": _metric(raw, "metrics/mAP50-95(B)"),
+            "precision": _metric(raw, "metrics/precision(B)"), "recall": _metric(raw, "metrics/recall(B)"),
+            "best_fitness": round(float(trainer.best_fitness), 4) if trainer.best_fitness is not None else None,
+            "epochs_run": int(trainer.epoch) + 1, "seconds": round(time.perf_counter() - started, 1), "history": history,
+        }
+        from core.config import get_settings
 
-    model.add_callback("on_train_epoch_end", on_epoch_end)
-    model.add_callback("on_fit_epoch_end", on_fit_epoch_end)
-    budget = {"time": minutes / 60.0} if minutes else {}
-    warmup = min(3.0, epochs / 10)
-    try:
-        with _no_downloads():
-            model.train(data=str(export.data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device=0 if info.name == "cuda" else info.name,
-                        workers=0 if info.name == "cpu" else 2, amp=info.name == "cuda", plots=False, project=str(out_dir.resolve()),
-                        name="train", exist_ok=True, patience=patience, seed=seed, deterministic=False, verbose=False, val=True,
-                        optimizer="AdamW", lr0=lr0, warmup_epochs=warmup if warmup_epochs is None else warmup_epochs, nbs=nbs or batch,
-                        mosaic=mosaic,
-                        scale=scale, close_mosaic=close_mosaic, cache="ram" if cache else False, **budget)
-        trainer = model.trainer
-        best = Path(trainer.best)
-        if not best.is_file():
-            best = Path(trainer.last)
-        if not best.is_file():
-            raise TrainError("training produced no checkpoint")
-    except Exception as exc:
-        update_run(run_id, engine=engine, finished=True, status="failed", message=f"{exc.__class__.__name__}: {str(exc)[:300]}")
-        raise
-    final = out_dir / "best.pt"
-    shutil.copyfile(best, final)
-    shutil.copyfile(best, detectors_dir() / LATEST)
-    raw = {k: v for k, v in (trainer.metrics or {}).items()}
-    metrics = {
-        "mAP50": _metric(raw, "metrics/mAP50(B)"), "mAP50-95": _metric(raw, "metrics/mAP50-95(B)"),
-        "precision": _metric(raw, "metrics/precision(B)"), "recall": _metric(raw, "metrics/recall(B)"),
-        "best_fitness": round(float(trainer.best_fitness), 4) if trainer.best_fitness is not None else None,
-        "epochs_run": int(trainer.epoch) + 1, "seconds": round(time.perf_counter() - started, 1), "history": history,
-    }
-    from core.config import get_settings
-
-    rel = final.resolve().relative_to(get_settings().home.resolve()).as_posix()
-    update_run(run_id, engine=engine, finished=True, status="done", metrics=metrics, checkpoint_path=rel, progress=1.0,
-               message=f"trained {metrics['epochs_run']} epochs")
-    return {"ok": True, "run_id": run_id, "name": name, "weights": str(final), "latest": str(detectors_dir() / LATEST),
-            "dataset": export.to_dict(), "config": config, "metrics": metrics}
+        rel = final.resolve().relative_to(get_settings().home.resolve()).as_posix()
+        update_run(run_id, engine=engine, finished=True, status="done", metrics=metrics, checkpoint_path=rel, progress=1.0,
+                   message=f"trained {metrics['epochs_run']} epochs")
+        return {"ok": True, "run_id": run_id, "name": name, "weights": str(final), "latest": str(detectors_dir() / LATEST),
+                "dataset": export.to_dict(), "config": config, "metrics": metrics}
 
 
 def evaluate_detector(weights: str | Path | None = None, *, split: str = "test", imgsz: int | None = None, batch: int = 16,

@@ -31,6 +31,13 @@ class CatalogAds:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def subset(self, rows: Sequence[int]) -> CatalogAds:
+        """These rows of the catalog, in this order."""
+        rows = list(rows)
+        return CatalogAds(ids=[self.ids[i] for i in rows], texts=[self.texts[i] for i in rows], labels=self.labels[rows],
+                          splits=[self.splits[i] for i in rows], image_hashes=[self.image_hashes[i] for i in rows],
+                          image_paths=[self.image_paths[i] for i in rows], unseen_categories=list(self.unseen_categories))
+
 
 def load_catalog_ads(ad_ids: Sequence[str] | None = None, *, engine: Engine | None = None) -> CatalogAds:
     engine = engine or get_engine()
@@ -64,17 +71,33 @@ def ad_records(ad_ids: Sequence[str], engine: Engine) -> dict[str, dict[str, Any
         return {ad.id: {**ad_record(ad, name, unseen), "category_id": ad.category_id} for ad, name, unseen in rows}
 
 
-def load_ad_images(paths: Sequence[str]) -> list[Image.Image]:
-    """The creatives at these (home-relative) paths; an unreadable file gives a blank creative."""
+def load_ad_images(paths: Sequence[str]) -> list[Image.Image | None]:
+    """The creatives at these (home-relative) paths; None where a file is missing or unreadable (never a stand-in image)."""
     from core.images import ImageError, load_image
 
-    out = []
+    out: list[Image.Image | None] = []
     for rel in paths:
         try:
             out.append(load_image(resolve(rel)).image)
         except (ImageError, OSError):
-            out.append(Image.new("RGB", (64, 64), (255, 255, 255)))  # unreadable file: a blank creative
+            out.append(None)
     return out
+
+
+def unreadable_warning(count: int) -> str:
+    """What a run's page says about the creatives its model left out."""
+    return f"{count} creative{'s' if count != 1 else ''} could not be read and {'were' if count != 1 else 'was'} left out."
+
+
+def readable_ads(cat: CatalogAds) -> tuple[CatalogAds, list[Image.Image], list[str]]:
+    """(the ads whose creative can be read, their images, the ids of the ads left out because theirs cannot).
+
+    An unreadable creative is left out of an image model's vectors and index: a blank stand-in would be
+    indexed as if it were an ad's picture, and every unreadable ad would look like every other."""
+    images = load_ad_images(cat.image_paths)
+    keep = [i for i, img in enumerate(images) if img is not None]
+    left_out = [cat.ids[i] for i, img in enumerate(images) if img is None]
+    return cat.subset(keep), [images[i] for i in keep], left_out
 
 
 def make_split(cat: CatalogAds, seed: int = 0):

@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from core.errors import RetrievalError
-from core.filestore import resolve
+from core.filestore import DamagedFile, resolve
 from core.progress import ProgressFn, no_progress
-from core.retrieval.catalog import all_ad_ids, load_catalog_ads
-from core.retrieval.models import TRAINED_KINDS, embed_catalog_rows
+from core.retrieval.catalog import all_ad_ids, load_catalog_ads, unreadable_warning
+from core.retrieval.models import TRAINED_KINDS, embed_readable_rows
 from core.retrieval.phrases import add_texts, build_text_index
 from core.runs import get_run, latest_done, run_dir, update_run
 from core.search.index import VectorIndex, load_cached
@@ -25,7 +25,11 @@ def load_index(run: dict[str, Any]) -> VectorIndex:
     if not path.with_suffix(".faiss").is_file() or not path.with_suffix(".ids.json").is_file():
         raise RetrievalError(f"the index of model run {run['id']} is missing ({run['index_path']}): run `python -m core index --run "
                              f"{run['id']} --rebuild`")
-    return load_cached(path)
+    try:
+        return load_cached(path, what=f"the index file of model run {run['id']}",
+                           fix=f"rebuild it with `python -m core index --run {run['id']} --rebuild`")
+    except DamagedFile as exc:
+        raise RetrievalError(str(exc)) from None
 
 
 def resolve_run(run_id: int | None, *, engine: Engine | None = None) -> dict[str, Any]:
@@ -49,10 +53,12 @@ def build_index(run_id: int, *, rebuild: bool = False, engine: Engine | None = N
     cat = load_catalog_ads(engine=engine)
     if not len(cat):
         raise RetrievalError("the catalog is empty")
-    vectors = embed_catalog_rows(run, cat, engine, progress)
+    cat, vectors, left_out = embed_readable_rows(run, cat, engine, progress)
     index, rel = write_run_index(run_id, run["kind"], cat.ids, cat.texts, vectors, progress)
-    update_run(run_id, engine=engine, index_path=rel)
-    return {"ok": True, "run_id": run_id, "rebuilt": True, "added": len(index), "total": len(index), "factory": index.factory}
+    metrics = {**run["metrics"], **unreadable_metrics(left_out, run["metrics"].get("warnings") or [])}
+    update_run(run_id, engine=engine, index_path=rel, metrics=metrics)
+    return {"ok": True, "run_id": run_id, "rebuilt": True, "added": len(index), "total": len(index), "factory": index.factory,
+            "unreadable": len(left_out)}
 
 
 def write_run_index(run_id: int, kind: str, ids: list[str], texts: list[str], vectors, progress: ProgressFn = no_progress
@@ -77,10 +83,23 @@ def add_new_ads(run_id: int, *, engine: Engine | None = None, progress: Progress
     new = [a for a in all_ad_ids(engine) if a not in index]
     if new:
         cat = load_catalog_ads(new, engine=engine)
-        vectors = embed_catalog_rows(run, cat, engine, progress)
-        index = VectorIndex.load(resolve(run["index_path"]))  # a private copy, not the cached one
+        cat, vectors, left_out = embed_readable_rows(run, cat, engine, progress)
+        new = cat.ids
+        index = VectorIndex.load(resolve(run["index_path"]), what=f"the index file of model run {run_id}",  # a private copy
+                                 fix=f"rebuild it with `python -m core index --run {run_id} --rebuild`")
+        if left_out:
+            update_run(run_id, engine=engine, metrics={**run["metrics"], **unreadable_metrics(
+                sorted({*(run["metrics"].get("unreadable") or {}).get("ad_ids", []), *left_out}), run["metrics"].get("warnings") or [])})
         index.add(vectors, cat.ids)
         index.save(resolve(run["index_path"]))
         add_texts(run_id, cat.ids, cat.texts)
     return {"ok": True, "run_id": run_id, "rebuilt": False, "added": len(new), "total": len(index),
             "factory": index.factory}
+
+
+def unreadable_metrics(left_out: list[str], warnings: list[str]) -> dict[str, Any]:
+    """What a run records about the creatives left out: ``unreadable`` (count, ad ids) and its warning (replacing an older one)."""
+    kept = [w for w in warnings if "could not be read and" not in w]
+    if not left_out:
+        return {"unreadable": {"count": 0, "ad_ids": []}, "warnings": kept}
+    return {"unreadable": {"count": len(left_out), "ad_ids": list(left_out)[:500]}, "warnings": [*kept, unreadable_warning(len(left_out))]}

@@ -16,7 +16,7 @@ import core.retrieval.regions as region_reads  # looked up at call time: tests r
 from core.errors import RetrievalError
 from core.filestore import resolve
 from core.progress import ProgressFn, no_progress
-from core.retrieval.catalog import CatalogAds, load_ad_images
+from core.retrieval.catalog import CatalogAds, load_ad_images, readable_ads
 from core.retrieval.regions import empty_regions, region_arrays
 
 TRAINED_KINDS = ("ion", "totyemb")
@@ -39,7 +39,13 @@ def load_model(run: dict[str, Any]):
     path = resolve(run["checkpoint_path"])
     if not Path(path).is_file():
         raise RetrievalError(f"the checkpoint of model run {run['id']} is missing ({run['checkpoint_path']}): train it again")
-    return _checkpoint(str(path), Path(path).stat().st_mtime)
+    from core.filestore import DamagedFile
+
+    try:
+        return _checkpoint(str(path), Path(path).stat().st_mtime)
+    except DamagedFile as exc:
+        raise RetrievalError(f"model run {run['id']}: {exc} "
+                             f"(`python -m core train --model {run['kind']}`)") from None
 
 
 def baseline_vectors(kind: str, texts: Sequence[str], images: Callable[[], Sequence[Image.Image]] | Sequence[Image.Image] | None,
@@ -79,12 +85,32 @@ def baseline_vectors(kind: str, texts: Sequence[str], images: Callable[[], Seque
     raise RetrievalError(f"unknown baseline kind {kind!r}")
 
 
+IMAGE_KINDS = ("image", "concat")  # baselines that read each creative's pixels
+
+
+def embed_readable_rows(run: dict[str, Any], cat: CatalogAds, engine: Engine, progress: ProgressFn
+                        ) -> tuple[CatalogAds, np.ndarray, list[str]]:
+    """(the ads embedded, their vectors, the ids left out): an image baseline leaves out ads whose creative cannot be read."""
+    if run["kind"] in IMAGE_KINDS:
+        cat, images, left_out = readable_ads(cat)
+        return cat, baseline_vectors(run["kind"], cat.texts, images, progress), left_out
+    return cat, embed_catalog_rows(run, cat, engine, progress), []
+
+
+def _readable_images(cat: CatalogAds) -> list[Image.Image]:
+    images = load_ad_images(cat.image_paths)
+    bad = [ad_id for ad_id, img in zip(cat.ids, images, strict=True) if img is None]
+    if bad:
+        raise RetrievalError(f"the creative of ad{'s' if len(bad) > 1 else ''} {', '.join(bad[:5])} could not be read")
+    return images
+
+
 def embed_catalog_rows(run: dict[str, Any], cat: CatalogAds, engine: Engine, progress: ProgressFn) -> np.ndarray:
-    """Vectors [N, d] of the given catalog ads with a run's model."""
+    """Vectors [N, d] of the given catalog ads with a run's model (RetrievalError when an image model cannot read a creative)."""
     if run["kind"] == REGION_IMAGE_KIND:
         return region_image_catalog_vectors(cat, engine, progress=progress)
     if run["kind"] in BASELINE_KINDS:
-        return baseline_vectors(run["kind"], cat.texts, lambda: load_ad_images(cat.image_paths), progress)
+        return baseline_vectors(run["kind"], cat.texts, lambda: _readable_images(cat), progress)
     from core.embed.pipeline import embed_ads
 
     ckpt = load_model(run)

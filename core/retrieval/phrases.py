@@ -58,8 +58,23 @@ def add_texts(run_id: int, ids: list[str], texts: list[str]) -> None:
 
 
 def load_text_index(run_id: int) -> VectorIndex | None:
+    """The run's ad-text index (None when it has none); a damaged one is rebuilt from the catalogue's texts (cheap), never served."""
+    from core.filestore import DamagedFile, remove_sealed
+
     path = text_index_path(run_id)
-    return load_cached(path) if path.is_file() and path.with_suffix(".ids.json").is_file() else None
+    if not (path.is_file() and path.with_suffix(".ids.json").is_file()):
+        return None
+    what, fix = f"the ad-text index of model run {run_id}", "it is rebuilt from the ad texts"
+    try:
+        return load_cached(path, what=what, fix=fix)
+    except DamagedFile:
+        from core.retrieval.catalog import load_catalog_ads
+
+        for part in (path, path.with_suffix(".ids.json")):
+            remove_sealed(part)
+        cat = load_catalog_ads()
+        build_text_index(run_id, cat.ids, cat.texts)
+        return load_cached(path, what=what, fix=fix)
 
 
 def phrase_vector(run: dict[str, Any], index: VectorIndex, phrase: str, *, neighbours: int = NEIGHBOURS) -> tuple[np.ndarray, dict] | None:

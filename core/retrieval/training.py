@@ -17,11 +17,19 @@ import core.retrieval.regions as region_reads  # looked up at call time: tests r
 from core.errors import RetrievalError
 from core.filestore import resolve
 from core.health import training_warnings
+from core.jobqueue import wait_turn
 from core.progress import ProgressFn, no_progress
-from core.retrieval.catalog import load_ad_images, load_catalog_ads, make_split
+from core.retrieval.catalog import load_catalog_ads, make_split, readable_ads
 from core.retrieval.evaluation import chance_levels, precision_metrics
-from core.retrieval.index import write_run_index
-from core.retrieval.models import BASELINE_KINDS, REGION_IMAGE_KIND, TRAINED_KINDS, baseline_vectors, region_image_catalog_vectors
+from core.retrieval.index import unreadable_metrics, write_run_index
+from core.retrieval.models import (
+    BASELINE_KINDS,
+    IMAGE_KINDS,
+    REGION_IMAGE_KIND,
+    TRAINED_KINDS,
+    baseline_vectors,
+    region_image_catalog_vectors,
+)
 from core.retrieval.regions import region_arrays
 from core.runs import (
     RUN_KINDS,
@@ -30,7 +38,8 @@ from core.runs import (
     code_version,
     create_run,
     db_should_stop,
-    get_run,
+    ends_failed_on_error,
+    merge_run_config,
     run_dir,
     start_run,
     update_run,
@@ -88,32 +97,31 @@ def train_run(kind: str, ablate: Sequence[str] = (), options: dict[str, Any] | N
         config["job"] = {"mode": "process", "pid": os.getpid(), "host": socket.gethostname()}
         run_id = create_run(kind, name or f"{kind}{suffix}", config, engine=engine)
     else:
-        config = {**get_run(run_id, engine=engine)["config"], **config}
-        update_run(run_id, engine=engine, config=config)
+        merge_run_config(run_id, config, engine=engine)  # locked: the job's pid may be merged in at the same time
+        if not wait_turn(run_id, engine=engine):  # a queued background job waits for a free slot; False: cancelled meanwhile
+            return run_id
     if not start_run(run_id, "loading the catalog", engine=engine):
         return run_id
-    started = time.perf_counter()
-    # a Cancel from the app reaches every stage (region detection included) through the progress reports
-    should_stop = should_stop or db_should_stop(run_id, engine)
-    progress = cancellable(with_db_progress(progress or no_progress, run_id, engine), should_stop)
-    try:
-        run = _train(run_id, kind, ablate, options, config, progress, should_stop, engine)
-    except (TrainingCancelled, RunCancelled) as exc:
-        where = "before the first epoch finished" if isinstance(exc, TrainingCancelled) else "while it ran"
-        update_run(run_id, engine=engine, status="cancelled", message=f"cancelled {where}", finished=True)
-        return run_id
-    except Exception as exc:
-        update_run(run_id, engine=engine, status="failed", message=f"{exc.__class__.__name__}: {exc}"[:2000], finished=True)
-        raise
-    if run == "cancelled":
-        update_run(run_id, engine=engine, status="cancelled", message="cancelled during training", finished=True)
-    else:
-        run["seconds"] = round(time.perf_counter() - started, 2)
-        update_run(run_id, engine=engine, status="done", progress=1.0, message="done", metrics=run, finished=True)
+    with ends_failed_on_error(run_id, engine=engine):  # whatever fails after the start (a save too) ends the run failed
+        started = time.perf_counter()
+        # a Cancel from the app reaches every stage (region detection included) through the progress reports
+        should_stop = should_stop or db_should_stop(run_id, engine)
+        progress = cancellable(with_db_progress(progress or no_progress, run_id, engine), should_stop)
+        try:
+            run = _train(run_id, kind, ablate, options, progress, should_stop, engine)
+        except (TrainingCancelled, RunCancelled) as exc:
+            where = "before the first epoch finished" if isinstance(exc, TrainingCancelled) else "while it ran"
+            update_run(run_id, engine=engine, status="cancelled", message=f"cancelled {where}", finished=True)
+            return run_id
+        if run == "cancelled":
+            update_run(run_id, engine=engine, status="cancelled", message="cancelled during training", finished=True)
+        else:
+            run["seconds"] = round(time.perf_counter() - started, 2)
+            update_run(run_id, engine=engine, status="done", progress=1.0, message="done", metrics=run, finished=True)
     return run_id
 
 
-def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dict, progress: ProgressFn,
+def _train(run_id: int, kind: str, ablate: list[str], options: dict, progress: ProgressFn,
            should_stop: Callable[[], bool] | None, engine: Engine) -> dict | str:
     from core.embed.checkpoint import save_checkpoint
     from core.embed.evaluate import seen_unseen_precision
@@ -122,6 +130,9 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
     from core.embed.train import TrainConfig
 
     cat = load_catalog_ads(engine=engine)
+    images, left_out = None, []
+    if kind in IMAGE_KINDS:  # an unreadable creative is left out (and counted), never indexed as a blank picture
+        cat, images, left_out = readable_ads(cat)
     split, labelled, description = make_split(cat, int(options.get("seed", 0)))
     update_run(run_id, engine=engine, data_split=description, code_version=code_version())
     timings: dict[str, float] = {}
@@ -133,8 +144,7 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
                                                          progress=_stage(progress, 0.0, 0.2))
         if not dim:
             raise RetrievalError("no region features were found for the catalog images (the detector found nothing)")
-        config = {**config, "regions_key": key, "region_dim": dim}
-        update_run(run_id, engine=engine, config=config, message="training")
+        merge_run_config(run_id, {"regions_key": key, "region_dim": dim}, engine=engine, message="training")
         timings["regions"] = round(time.perf_counter() - t0, 2)
         feats, confs = region_arrays(cat, regions, dim)
         recipe_model, recipe_train = recipe_options(kind, options.get("recipe", "adlens"))
@@ -173,9 +183,9 @@ def _train(run_id: int, kind: str, ablate: list[str], options: dict, config: dic
         if kind == REGION_IMAGE_KIND:  # region descriptors from the cache (extracted where missing)
             vectors = region_image_catalog_vectors(cat, engine, options.get("detector"), progress=_stage(progress, 0.0, 0.9))
         else:
-            vectors = baseline_vectors(kind, cat.texts, lambda: load_ad_images(cat.image_paths), _stage(progress, 0.0, 0.9))
+            vectors = baseline_vectors(kind, cat.texts, images, _stage(progress, 0.0, 0.9))
         timings["embed"] = round(time.perf_counter() - t0, 2)
-        metrics["warnings"] = training_warnings([], vectors)
+        metrics.update(unreadable_metrics(left_out, training_warnings([], vectors)))
         test_rows = labelled[split.test]
         if len(test_rows) > 1:
             metrics.update(precision_metrics(seen_unseen_precision(vectors[test_rows], cat.labels[test_rows],

@@ -9,6 +9,8 @@ its vector only for exact indexes, so ids must be new for approximate ones.
 from __future__ import annotations
 
 import json
+import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -163,26 +165,46 @@ class VectorIndex:
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write ``<path>.faiss`` and ``<path>.ids.json``; returns the .faiss path."""
+        """Write ``<path>.faiss`` and ``<path>.ids.json`` (each atomically, then sealed); returns the .faiss path."""
         import faiss
+
+        from core.filestore import seal
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index, str(path.with_suffix(".faiss")))
         meta = {"dim": self.dim, "factory": self.factory, "ef_search": self.ef_search, "nprobe": self.nprobe, "ids": self.ids}
-        path.with_suffix(".ids.json").write_text(json.dumps(meta))
+        for target, write in ((path.with_suffix(".faiss"), lambda tmp: faiss.write_index(self.index, tmp)),
+                              (path.with_suffix(".ids.json"), lambda tmp: Path(tmp).write_text(json.dumps(meta)))):
+            tmp = target.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{target.name}")
+            try:
+                write(str(tmp))
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+            seal(target)
         return path.with_suffix(".faiss")
 
     @classmethod
-    def load(cls, path: str | Path) -> VectorIndex:
+    def load(cls, path: str | Path, *, what: str = "the index", fix: str = "rebuild it") -> VectorIndex:
+        """A saved index; DamagedFile ("<what> is damaged ...; <fix>") when a file does not match its seal or cannot be parsed."""
         import faiss
 
+        from core.filestore import DamagedFile, check_sealed
+
         path = Path(path)
-        meta = json.loads(path.with_suffix(".ids.json").read_text())
+        for part in (path.with_suffix(".ids.json"), path.with_suffix(".faiss")):
+            check_sealed(part, f"{what} ({part.name})", fix)
+        try:
+            meta = json.loads(path.with_suffix(".ids.json").read_text())
+            index = faiss.read_index(str(path.with_suffix(".faiss")))
+        except (ValueError, RuntimeError) as exc:  # faiss raises RuntimeError on a truncated file
+            raise DamagedFile(f"{what} is damaged (unreadable: {str(exc).splitlines()[0][:200]}); {fix}") from None
+        if index.ntotal != len(meta["ids"]) or index.d != meta["dim"]:
+            raise DamagedFile(f"{what} is damaged ({index.ntotal} vectors for {len(meta['ids'])} ids); {fix}")
         obj = cls.__new__(cls)
         obj.dim, obj.factory = meta["dim"], meta["factory"]
         obj.ef_search, obj.nprobe = meta["ef_search"], meta["nprobe"]
-        obj.index = faiss.read_index(str(path.with_suffix(".faiss")))
+        obj.index = index
         obj.ids = list(meta["ids"])
         obj._pos = {ad_id: i for i, ad_id in enumerate(obj.ids)}
         obj._tune()
@@ -203,14 +225,14 @@ def recall_at_k(approx: SearchResult, exact: SearchResult, k: int = 10) -> float
 
 
 @lru_cache(maxsize=16)
-def _load_cached(path: str, mtime: float) -> VectorIndex:  # noqa: ARG001 - mtime keys the cache
-    return VectorIndex.load(path)
+def _load_cached(path: str, mtime: float, faiss_mtime: float, what: str, fix: str) -> VectorIndex:  # noqa: ARG001 - mtimes key the cache
+    return VectorIndex.load(path, what=what, fix=fix)
 
 
-def load_cached(path: str | Path) -> VectorIndex:
-    """A saved index, loaded once per process and again when it is re-saved (keyed by its id list's mtime).
+def load_cached(path: str | Path, *, what: str = "the index", fix: str = "rebuild it") -> VectorIndex:
+    """A saved index, loaded once per process and again when either file is re-written (keyed by their mtimes).
 
     The object is shared: to extend an index, ``VectorIndex.load`` a private copy.
     """
     path = Path(path)
-    return _load_cached(str(path), path.with_suffix(".ids.json").stat().st_mtime)
+    return _load_cached(str(path), path.with_suffix(".ids.json").stat().st_mtime, path.with_suffix(".faiss").stat().st_mtime, what, fix)
