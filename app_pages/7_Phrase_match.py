@@ -245,6 +245,16 @@ def attention_view(result: dict, creatives: dict) -> None:
             explanation_panel(name, view, phrase, image)
 
 
+def unique_labels(labels: list[str]) -> list[str]:
+    """``labels`` with repeats numbered ('the', 'cat', 'the (2)'): a table's index and a picker need unique names."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
 def explanation_panel(name: str, view: dict, phrase: str, image) -> None:
     import numpy as np
 
@@ -252,16 +262,18 @@ def explanation_panel(name: str, view: dict, phrase: str, image) -> None:
     weights = np.asarray(view["weights"], dtype=float)
     columns = [f"r{i} {lab}" for i, lab in enumerate(view["labels"])]
     row = weights
-    if view["tokens"] is not None:
-        word = st.selectbox("Word", ["all words (mean)", *view["tokens"]], key=f"pm_att_word_{name}")
-        row = weights.mean(0) if word.startswith("all") else weights[view["tokens"].index(word)]
+    tokens = unique_labels(view["tokens"]) if view["tokens"] is not None else None  # a phrase may repeat a word
+    if tokens is not None:
+        word = st.selectbox("Word", [-1, *range(len(tokens))], key=f"pm_att_word_{name}",
+                            format_func=lambda i: "all words (mean)" if i < 0 else tokens[i])
+        row = weights.mean(0) if word < 0 else weights[word]
     left, right = st.columns([3, 2])
     with left:
         shown = figures.attention_overlay(image if image is not None else placeholder(), view["boxes_px"], row)
         st.image(shown, caption=f"'{phrase}' · P(relevant) = {view['probability']:.3f} · darker = more weight", width="stretch")
     with right:
-        table = (pd.DataFrame(weights, index=view["tokens"], columns=columns) if view["tokens"] is not None
-                 else pd.DataFrame([weights], index=["weight"], columns=columns))
+        table = (pd.DataFrame(weights, index=tokens, columns=unique_labels(columns)) if tokens is not None
+                 else pd.DataFrame([weights], index=["weight"], columns=unique_labels(columns)))
         st.dataframe(table.style.format("{:.2f}").background_gradient(axis=1, cmap="Purples"), width="stretch")
 
 

@@ -12,12 +12,12 @@ learn word meanings from the triplet loss alone).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 import torch
 
 from core.embed.text import PAD_ID, UNK_ID
+from core.loaders import load_once
 
 WORD_INITS = ("minilm", "random")  # the configs' ``word_init``: this module's vectors, or nn.Embedding's N(0, 1)
 
@@ -38,7 +38,7 @@ def check_vocab_options(vocab: str, word_tuning: str) -> None:
         raise ValueError(f"word_tuning must be one of {', '.join(WORD_TUNINGS)}, got {word_tuning!r}")
 
 
-@lru_cache(maxsize=1)
+@load_once(maxsize=1)
 def _minilm_table():
     from core.regions.clues import minilm
 

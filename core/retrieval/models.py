@@ -4,7 +4,6 @@ turning catalog ads or a new query (creative or phrase) into vectors; and the IO
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from sqlalchemy import Engine
 import core.retrieval.regions as region_reads  # looked up at call time: tests replace the region reads there
 from core.errors import RetrievalError
 from core.filestore import resolve
+from core.loaders import load_once
 from core.progress import ProgressFn, no_progress
 from core.retrieval.catalog import CatalogAds, load_ad_images, readable_ads
 from core.retrieval.regions import empty_regions, region_arrays
@@ -25,7 +25,7 @@ BASELINE_KINDS = ("text", "image", "concat", REGION_IMAGE_KIND)
 REGION_POOL = "top1"  # core.embed.baselines.region_pool: the most confident box's descriptor
 
 
-@lru_cache(maxsize=4)
+@load_once(maxsize=4)
 def _checkpoint(path: str, mtime: float):  # noqa: ARG001 - mtime keys the cache
     from core.embed.checkpoint import load_checkpoint
 

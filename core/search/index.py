@@ -12,10 +12,11 @@ import json
 import os
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from core.loaders import load_once
 
 EXACT_MAX = 50_000  # up to this many vectors, exact search is fast enough (< ~5 ms on 2 cores at d=128)
 
@@ -224,7 +225,7 @@ def recall_at_k(approx: SearchResult, exact: SearchResult, k: int = 10) -> float
     return float(np.mean(hits)) if hits else 0.0
 
 
-@lru_cache(maxsize=16)
+@load_once(maxsize=16)
 def _load_cached(path: str, mtime: float, faiss_mtime: float, what: str, fix: str) -> VectorIndex:  # noqa: ARG001 - mtimes key the cache
     return VectorIndex.load(path, what=what, fix=fix)
 
