@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from core.filestore import image_relpath, put_image, resolve
 from core.images import DecodedImage, ImageError, decode_image, sha256_bytes
 from core.ingest.archive import ImageMissing, ImageSource
-from core.ingest.common import IN_CHUNK, chunks, record_run
+from core.ingest.common import IN_CHUNK, chunks, raise_if_rejected, record_run
 from core.ingest.report import ImportReport
 from core.progress import ProgressFn
 from core.store import Ad, Category, session_scope
@@ -136,6 +137,9 @@ def split_existing(rows: list[AdRow], engine: Engine, report: ImportReport) -> l
     return new
 
 
+WRITE_ATTEMPTS = 3  # an import that meets another one writing the same categories or ads starts its transaction again
+
+
 def write_ads(
     rows: list[AdRow], source: ImageSource, engine: Engine, report: ImportReport, progress: ProgressFn, stage: str, *,
     ad_source: str, category_source: str, unseen: dict[str, bool] | None = None, category_meta: dict[str, dict] | None = None,
@@ -145,8 +149,22 @@ def write_ads(
     Image files created here are removed again if the transaction fails, so a failed import leaves
     the images folder as it was.
     """
-    unseen = unseen or {}
-    category_meta = category_meta or {}
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            _write_once(rows, source, engine, report, progress, stage, ad_source=ad_source, category_source=category_source,
+                        unseen=unseen or {}, category_meta=category_meta or {})
+            return
+        except IntegrityError:
+            # another import committed the same category or ad meanwhile: look again at what is stored now (its
+            # categories are reused, its identical ads skipped, changed ones rejected) and write the rest
+            if attempt == WRITE_ATTEMPTS:
+                raise
+            rows = split_existing(rows, engine, report)
+            raise_if_rejected(report)
+
+
+def _write_once(rows: list[AdRow], source: ImageSource, engine: Engine, report: ImportReport, progress: ProgressFn, stage: str, *,
+                ad_source: str, category_source: str, unseen: dict[str, bool], category_meta: dict[str, dict]) -> None:
     created_files: list[str] = []
     total = len(rows)
     try:
@@ -185,6 +203,20 @@ def write_ads(
                 report.details["new_categories"] = created[:100]
             record_run(s, report)
     except BaseException:
-        for rel in created_files:
-            resolve(rel).unlink(missing_ok=True)
+        _remove_unreferenced(created_files, engine)
         raise
+
+
+def _remove_unreferenced(paths: list[str], engine: Engine) -> None:
+    """Delete image files this failed import created, except those a committed ad of another import uses (images are
+    stored by content, so two imports at once may have written the same file)."""
+    if not paths:
+        return
+    try:
+        with session_scope(engine) as s:
+            used = {p for part in chunks(paths, IN_CHUNK) for p in s.scalars(select(Ad.image_path).where(Ad.image_path.in_(part)))}
+    except Exception:  # noqa: BLE001 - the database is unreachable: keep every file (an orphan file harms nothing)
+        return
+    for rel in paths:
+        if rel not in used:
+            resolve(rel).unlink(missing_ok=True)
