@@ -29,7 +29,7 @@ def main() -> None:
                     "from the Overview page (`python -m core demo`).", icon=":material/inbox:")
         else:
             flt, page_size = sidebar_filters()  # always drawn, so the filters survive a visit to one ad
-            ad_id = st.query_params.get("ad")
+            ad_id = (st.query_params.get("ad") or "").strip()  # `?ad=%20` is no id: the grid
             if ad_id:
                 detail_view(ad_id)
             else:
@@ -75,7 +75,7 @@ def browse_view(flt: AdFilter, page_size: int) -> None:
         default = min(saved_page, pages) if saved_key == key else 1
         page = st.pagination(pages, default=default, key=key) if pages > 1 else 1
         st.session_state["catalog_page"] = (key, page)
-    records, _ = list_ads(flt, limit=page_size, offset=(page - 1) * page_size, engine=eng)
+    records, _ = list_ads(flt, limit=page_size, offset=(page - 1) * page_size, engine=eng, count=False)  # counted above
     first, last = (page - 1) * page_size + 1, (page - 1) * page_size + len(records)
     head.caption(f"Showing {first:,}–{last:,} of {total:,} ads")
     with grid:

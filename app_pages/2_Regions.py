@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit ru
 
 import streamlit as st
 
-from core.catalog import get_ad, image_file, list_ads
+from core.catalog import get_ad, image_file
 from core.config import get_settings
 from core.errors import RetrievalError
 from core.images import ImageError, decode_image
@@ -21,6 +21,7 @@ from core.regions.ocr import ocr_words, read_text
 from core.regions.registry import BACKENDS, DetectorChoice, get_detector
 from core.retrieval import clue_scorer, run_detector_version
 from core.runs import full_models_first, list_runs
+from ui.adpicker import pick_ad
 from ui.common import page_end, page_frame
 from ui.runs import run_label
 
@@ -75,12 +76,10 @@ def pick_creative():
             st.info("Upload a creative image and type its text.")
             return None
         return decode_image(upload.getvalue(), name=upload.name), text, None, upload.name
-    ads, total = list_ads(limit=500)
-    if not ads:
-        st.info("The catalog is empty: build the demo world (`python -m core demo`) or upload a creative.")
+    ad_id = pick_ad("r_ad")
+    if ad_id is None:
+        st.caption("Or upload a creative instead (the radio above).")
         return None
-    ids = [a["id"] for a in ads]
-    ad_id = st.selectbox(f"Ad ({total} in the catalog, first {len(ids)} listed)", ids, key="r_ad")
     record = get_ad(ad_id)
     text = st.text_area("Ad text", value=record["text"], key=f"r_text_{ad_id}")
     decoded = decode_image(image_file(record).read_bytes(), name=ad_id)

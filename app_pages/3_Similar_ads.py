@@ -11,11 +11,12 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.catalog import list_ads
 from core.errors import RetrievalError
 from core.images import ImageError, decode_image
 from core.retrieval import embedding_map, search
+from core.retrieval.projection import project_sample
 from core.runs import RunNotFound
+from ui.adpicker import pick_ad
 from ui.cards import ad_grid
 from ui.common import md_escape, page_end, page_frame
 from ui.images import load_creative
@@ -24,28 +25,21 @@ from ui.runs import regions_figure, run_picker
 ERRORS = (RetrievalError, RunNotFound, ImageError, ValueError, OSError)
 
 
-@st.cache_data(max_entries=8, show_spinner="Projecting the embeddings…")
-def _map(run_id: int, method: str, version: str) -> dict:  # noqa: ARG001 - version keys the cache
-    return embedding_map(run_id, method)
+@st.cache_resource(max_entries=8, show_spinner="Projecting a sample of the embeddings…")
+def _sample_map(run_id: int, method: str, version: str) -> dict:  # noqa: ARG001 - version keys the cache
+    """The sampled projection of a run, once per run and method for every session (read-only: never changed)."""
+    return project_sample(run_id, method)
 
 
 def query_inputs() -> dict | None:
     """The query the user chose: {"ad_id"} | {"image", "text"} | {"phrase"}."""
     pending = st.session_state.pop("sim_pending", None)  # a point picked on the map (set before the widgets exist)
     if pending:
-        st.session_state["sim_mode"], st.session_state["sim_ad"] = "Catalog ad", pending
+        st.session_state["sim_mode"] = "Catalog ad"
     mode = st.radio("Query by", ["Catalog ad", "Uploaded creative", "Phrase"], horizontal=True, key="sim_mode")
     if mode == "Catalog ad":
-        ads, total = list_ads(limit=2000)
-        if not ads:
-            st.info("The catalog is empty.")
-            return None
-        ids = [a["id"] for a in ads]
-        if st.session_state.get("sim_ad") not in ids:
-            st.session_state["sim_ad"] = ids[0]
-        ad_id = st.selectbox(f"Ad ({total} in the catalog)", ids, key="sim_ad",
-                             help="or select a point on the embedding map below")
-        return {"ad_id": ad_id}
+        ad_id = pick_ad("sim_ad", pending=pending, help="or select a point on the embedding map below")
+        return None if ad_id is None else {"ad_id": ad_id}
     if mode == "Uploaded creative":
         upload = st.file_uploader("Creative image", type=["png", "jpg", "jpeg", "gif", "webp", "bmp"], key="sim_upload")
         text = st.text_input("Ad text", key="sim_text", placeholder="e.g. Fresh oranges, juicy and sweet")
@@ -88,15 +82,25 @@ def _image_path(ad_id: str) -> str:
     return get_ad(ad_id)["image_path"]
 
 
-def map_view(run: dict) -> None:
+def map_view(run: dict, focus: list[str]) -> None:
+    """The sampled map of the run, with ``focus`` (the query ad and its results) always on it, outlined."""
     st.subheader("Embedding map")
     method = st.radio("Projection", ["pca", "tsne"], horizontal=True, key="sim_map_method",
                       format_func=lambda m: {"pca": "PCA", "tsne": "t-SNE"}[m])
-    data = _map(run["id"], method, f"{run['id']}-{run['finished_at']}")
-    frame = pd.DataFrame({"x": data["x"], "y": data["y"], "category": data["category"], "ad": data["ids"]})
+    base = _sample_map(run["id"], method, f"{run['id']}-{run['finished_at']}")
+    data = embedding_map(run["id"], method, focus=focus, base=base)
+    frame = pd.DataFrame({"x": data["x"], "y": data["y"], "category": data["category"], "ad": data["ids"], "focus": data["focus"]})
     fig = px.scatter(frame, x="x", y="y", color="category", hover_name="ad", custom_data=["ad"],
                      labels={"x": "", "y": ""}, height=520)
     fig.update_traces(marker={"size": 7, "opacity": 0.8})
+    near = frame[frame["focus"]]
+    if len(near):
+        fig.add_scatter(x=near["x"], y=near["y"], mode="markers", name="query and results", hovertext=near["ad"],
+                        customdata=[[a] for a in near["ad"]], marker={"size": 13, "symbol": "circle-open", "color": "black",
+                                                                        "line": {"width": 2}})
+    if data["sampled"] < data["total"]:
+        st.caption(f"A fixed random sample of {data['sampled']:,} of the {data['total']:,} indexed ads, plus the query and "
+                   "its results (outlined).")
     event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode="points", key="sim_map")
     points = event.get("selection", {}).get("points", []) if event else []
     if points:
@@ -154,7 +158,10 @@ def main() -> None:
             ad_grid(result["results"], columns=4, captions=captions, key_prefix="sim")
             if "ad_id" in query and result["results"]:
                 why_similar(run, query["ad_id"], result["results"])
-        map_view(run)
+            focus = [*([query["ad_id"]] if "ad_id" in query else []), *(r["ad_id"] for r in result["results"])]
+        else:
+            focus = []
+        map_view(run, focus)
     except ERRORS as exc:
         st.error(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
     page_end(stats)

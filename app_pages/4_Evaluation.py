@@ -19,7 +19,7 @@ from core.retrieval import evaluate_runs
 from core.runs import RUN_KINDS, delete_run, full_models_first, list_runs
 from core.stale import is_stale, stale_note
 from ui.common import engine, page_end, page_frame
-from ui.waiting import live_curve, run_eta, run_warnings, wait_for
+from ui.waiting import REFRESH_S, job_progress, run_warnings, wait_for
 
 ABLATIONS = {"ion": ["ksg", "sca", "dfa"], "totyemb": ["pointer", "image"]}
 
@@ -145,31 +145,21 @@ def train_section() -> None:
             st.rerun()  # the jobs section above shows its progress at once
 
 
-REFRESH_S = 3  # while a job runs, the page re-runs itself this often to move its progress bar
-
-
-def jobs_section() -> bool:
-    """Active and recently failed / cancelled jobs; -> whether to refresh (a job is active and refreshing is on).
-
-    (Not an auto-running st.fragment: with the router's page URLs, Streamlit 1.67 answers each fragment
-    re-run with a "Page not found" dialog. The page re-runs itself instead, only while a job is active.)
-    """
-    jobs.reap_stale()
+def jobs_section() -> None:
+    """Active jobs (ui.waiting.job_progress: live progress, Cancel) and the recently failed / cancelled ones."""
+    jobs.reap_stale()  # a job whose process died is listed as failed, with its log
     active = jobs.active_jobs()
     finished = [r for r in list_runs() if r["status"] in ("failed", "cancelled")][:5]
     if not active and not finished:
-        return False
+        return
     st.subheader("Background jobs")
-    for run in active:
-        cols = st.columns([5, 1])
-        cols[0].progress(min(1.0, run["progress"]), text=f"#{run['id']} {run['name']}: {run['status']} — {run_eta(run)}")
-        if run["status"] != "cancelling" and cols[1].button("Cancel", key=f"cancel-{run['id']}", icon=":material/stop:"):
-            jobs.cancel(run["id"])
-            st.rerun()
-        live_curve(run, key=f"curve-{run['id']}")
+    if active:
+        live = st.toggle(f"Refresh every {REFRESH_S} s while a job runs", value=True, key="ev_refresh",
+                         help="only this section refreshes; the rest of the page and the other pages stay usable")
+        job_progress(RUN_KINDS, key="ev_jobs", live=live, failed=False)
     for run in finished:
         cols = st.columns([5, 1])
-        cols[0].caption(f"#{run['id']} {run['name']}: **{run['status']}** — {run['message'][:300]}")
+        cols[0].caption(f"#{run['id']} {run['name']}{stale_note(run)}: **{run['status']}** — {run['message'][:300]}")
         tail = jobs.run_log_tail(run) if run["status"] == "failed" else None
         if tail is not None:  # the job's stdout / stderr (home/logs): the traceback of a crash
             with cols[0].expander(f"Log of run #{run['id']} (last lines)"):
@@ -177,20 +167,14 @@ def jobs_section() -> bool:
         if cols[1].button("Delete", key=f"delete-{run['id']}", icon=":material/delete:"):
             delete_run(run["id"])
             st.rerun()
-    refresh = bool(active) and st.toggle(f"Refresh every {REFRESH_S} s while a job runs", value=True, key="ev_refresh",
-                                         help="the other pages stay usable meanwhile")
-    return refresh
 
 
 def main() -> None:
     stats = page_frame("Evaluation")
     results_section()
-    refresh = jobs_section()
+    jobs_section()
     train_section()
     page_end(stats)
-    if refresh:
-        time.sleep(REFRESH_S)
-        st.rerun()
 
 
 main()

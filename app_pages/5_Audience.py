@@ -16,6 +16,7 @@ from core.audience.packages import create_package, list_packages
 from core.audience.retrieval import embedding_runs
 from core.audience.store import audience_csv, get_run, list_runs
 from core.catalog import get_ad
+from ui.adpicker import pick_ad
 from ui.cards import ad_grid
 from ui.common import data_changed, engine, page_end, page_frame
 from ui.waiting import wait_for
@@ -197,11 +198,23 @@ def all_packages() -> None:
             st.rerun()  # the stored table above is the new one
 
 
+def _add_ad(ad_id: str | None) -> None:
+    """Append the picked ad to the package's id list (a callback: it runs before the text area is drawn again)."""
+    lines = [line.strip() for line in st.session_state.get("aud_new_ids", "").splitlines() if line.strip()]
+    if ad_id and ad_id not in lines:
+        st.session_state["aud_new_ids"] = "\n".join([*lines, ad_id])
+
+
 def new_package() -> None:
     with st.expander("New package from ads"):
-        picked = st.session_state.get("selected_ads", [])
-        ids = st.text_area("Ad ids (one per line; ads selected on the Catalog or Similar ads pages appear here)",
-                           value="\n".join(picked), key="aud_new_ids")
+        if "aud_new_ids" not in st.session_state:
+            st.session_state["aud_new_ids"] = "\n".join(st.session_state.get("selected_ads", []))
+        pick, add = st.columns([5, 1], vertical_alignment="bottom")
+        with pick:
+            ad_id = pick_ad("aud_pick")
+        add.button("Add to the list", key="aud_pick_add", on_click=_add_ad, args=(ad_id,), disabled=ad_id is None,
+                   icon=":material/add:")
+        ids = st.text_area("Ad ids (one per line; add them with the picker above, or paste them)", key="aud_new_ids")
         name = st.text_input("Package name", key="aud_new_name")
         if st.button("Create package", key="aud_new_go"):
             try:

@@ -11,11 +11,12 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.catalog import list_ads
+from core.catalog import get_ad
 from core.errors import RetrievalError
 from core.explain import attention
 from core.images import ImageError, decode_image
 from core.runs import RunNotFound
+from ui.adpicker import pick_ad
 from ui.common import page_end, page_frame
 from ui.images import load_creative
 from ui.runs import DROPPED_COLOR, KEPT_COLOR, OUTSIDE_COLOR, regions_figure, run_picker
@@ -23,7 +24,7 @@ from ui.runs import DROPPED_COLOR, KEPT_COLOR, OUTSIDE_COLOR, regions_figure, ru
 ERRORS = (RetrievalError, RunNotFound, ImageError, ValueError, OSError)
 
 
-def pick_ad():
+def pick_creative():
     """(kwargs for core.explain.attention, the creative image) from a catalog ad or an upload."""
     source = st.radio("Creative", ["Catalog ad", "Upload"], horizontal=True, key="att_source")
     if source == "Upload":
@@ -34,13 +35,10 @@ def pick_ad():
             return None
         image = decode_image(upload.getvalue(), name=upload.name).image
         return {"image": image, "text": text}, image
-    ads, total = list_ads(limit=2000)
-    if not ads:
-        st.info("The catalog is empty.")
+    ad_id = pick_ad("att_ad")
+    if ad_id is None:
         return None
-    by_id = {a["id"]: a for a in ads}
-    ad_id = st.selectbox(f"Ad ({total} in the catalog)", list(by_id), key="att_ad")
-    return {"ad_id": ad_id}, load_creative(by_id[ad_id]["image_path"])
+    return {"ad_id": ad_id}, load_creative(get_ad(ad_id)["image_path"])
 
 
 def words_table(att: dict) -> None:
@@ -64,7 +62,7 @@ def main() -> None:
         page_end(stats)
         return
     try:
-        picked = pick_ad()
+        picked = pick_creative()
         if picked is None:
             page_end(stats)
             return
@@ -85,7 +83,7 @@ def main() -> None:
             st.plotly_chart(regions_figure(image, att["regions"], highlight=highlight, value="alpha"), width="stretch", key="att_fig")
         st.markdown(f":green-badge[kept (k2)] :orange-badge[in k1, dropped by SCA] :gray-badge[below the top k1]  \n"
                     f"<span style='color:{KEPT_COLOR}'>solid</span> / <span style='color:{DROPPED_COLOR}'>dashed</span> / "
-                    f"<span style='color:{OUTSIDE_COLOR}'>dotted</span> boxes; label = R<index> and the SCA score α.",
+                    f"<span style='color:{OUTSIDE_COLOR}'>dotted</span> boxes; label = R&lt;index&gt; and the SCA score α.",
                     unsafe_allow_html=True)
     with right:
         st.subheader("Words")

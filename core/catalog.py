@@ -61,14 +61,16 @@ def _filtered(query, flt: AdFilter):
     return query
 
 
-def list_ads(flt: AdFilter | None = None, *, limit: int = 60, offset: int = 0,
-             engine: Engine | None = None) -> tuple[list[dict[str, Any]], int]:
-    """One page of ads matching ``flt`` (ordered by id) and the total number that match."""
+def list_ads(flt: AdFilter | None = None, *, limit: int = 60, offset: int = 0, engine: Engine | None = None,
+             count: bool = True) -> tuple[list[dict[str, Any]], int]:
+    """One page of ads matching ``flt`` (ordered by id; LIMIT/OFFSET in the database) and the total number that match
+    (a COUNT query; -1 with ``count=False``, for a caller that counted already)."""
     flt = flt or AdFilter()
     engine = engine or get_engine()
     base = select(Ad, Category.name, Category.unseen).outerjoin(Category, Ad.category_id == Category.id)
     with session_scope(engine) as s:
-        total = s.scalar(_filtered(select(func.count()).select_from(Ad).outerjoin(Category, Ad.category_id == Category.id), flt)) or 0
+        total = (s.scalar(_filtered(select(func.count()).select_from(Ad).outerjoin(Category, Ad.category_id == Category.id), flt))
+                 or 0) if count else -1
         rows = s.execute(_filtered(base, flt).order_by(Ad.id).limit(limit).offset(offset)).all()
         return [ad_record(ad, cat, unseen) for ad, cat, unseen in rows], total
 
@@ -126,6 +128,32 @@ def count_ads(flt: AdFilter | None = None, engine: Engine | None = None) -> int:
     query = _filtered(select(func.count()).select_from(Ad).outerjoin(Category, Ad.category_id == Category.id), flt or AdFilter())
     with session_scope(engine) as s:
         return s.scalar(query) or 0
+
+
+def search_ads(text: str | None = None, *, limit: int = 50, engine: Engine | None = None) -> list[dict[str, Any]]:
+    """At most ``limit`` light ads (id, text, category) for a picker: the ad whose id is ``text`` first, then those whose
+    id, text or category contains it, by id. Two bounded queries (primary key, then LIMIT), whatever the catalogue's size."""
+    engine = engine or get_engine()
+    text = (text or "").strip()
+    columns = select(Ad.id, Ad.text, Category.name).outerjoin(Category, Ad.category_id == Category.id)
+    with session_scope(engine) as s:
+        exact = s.execute(columns.where(Ad.id == text)).all() if text else []
+        rows = s.execute(_filtered(columns, AdFilter(text=text or None)).order_by(Ad.id).limit(max(1, int(limit)))).all()
+    out, seen = [], set()
+    for ad_id, ad_text, category in [*exact, *rows]:
+        if ad_id not in seen and len(out) < max(1, int(limit)):
+            seen.add(ad_id)
+            out.append({"id": ad_id, "text": ad_text, "category": category})
+    return out
+
+
+def light_ad(ad_id: str, engine: Engine | None = None) -> dict[str, Any] | None:
+    """The id, text and category of one ad (one primary-key lookup), or None when there is no such ad."""
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        row = s.execute(select(Ad.id, Ad.text, Category.name).outerjoin(Category, Ad.category_id == Category.id)
+                        .where(Ad.id == ad_id)).first()
+    return None if row is None else {"id": row[0], "text": row[1], "category": row[2]}
 
 
 def source_names(engine: Engine | None = None) -> list[str]:

@@ -3,12 +3,15 @@
 No scheduler process: a job started while the slots are taken is created ``queued`` (core.jobs.start_training), and
 its own process (or thread) waits for its turn in :func:`wait_turn` before it starts, polling the database. Turns go
 by run id (first come, first served): a queued job starts once fewer than ``max_parallel`` older queue jobs are still
-active. Cancel is honoured while queued; a queued job whose process died is marked failed by core.jobs.reap_stale,
-which frees its place.
+active. Cancel is honoured while queued. A job whose process died (its recorded pid is no longer alive on this host)
+holds no place: whenever the queue counts whose turn it is, such a job is marked failed there and then (as
+core.jobs.reap_stale would), so a dead job never blocks the ones behind it.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from typing import Any
 
@@ -27,9 +30,45 @@ def max_parallel() -> int:
     return max(1, int(get_settings().max_parallel_jobs))
 
 
+DEAD_MESSAGE = "the training process ended unexpectedly"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is still running (a finished child of this process is reaped: not alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a finished child of this process stays a zombie until reaped
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def process_gone(config: dict[str, Any] | None) -> bool:
+    """True when the run's job is a subprocess of this host whose pid is no longer alive (a pid only means something on
+    its own machine; a job with no pid yet, or a thread job, is never gone)."""
+    job = (config or {}).get("job") or {}
+    if job.get("mode") != "process" or not job.get("pid") or job.get("host") not in (None, socket.gethostname()):
+        return False
+    return not pid_alive(int(job["pid"]))
+
+
 def _active_queue_ids(session) -> list[int]:
-    rows = session.execute(select(ModelRun.id, ModelRun.config).where(ModelRun.status.in_(ACTIVE), ModelRun.kind.in_(RUN_KINDS))).all()
-    return sorted(int(i) for i, config in rows if (config or {}).get(QUEUE_KEY))
+    """The ids of the active queue jobs, oldest first; those whose process died are marked failed in ``session``, left out."""
+    runs = session.scalars(select(ModelRun).where(ModelRun.status.in_(ACTIVE), ModelRun.kind.in_(RUN_KINDS))).all()
+    ids = []
+    for run in runs:
+        if not (run.config or {}).get(QUEUE_KEY):
+            continue
+        if process_gone(run.config):
+            run.status, run.message, run.finished_at = "failed", f"{DEAD_MESSAGE} (found by the job queue)", utcnow()
+            continue
+        ids.append(int(run.id))
+    return sorted(ids)
 
 
 def ahead_of(run_id: int | None, *, engine: Engine | None = None) -> int:

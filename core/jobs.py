@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from core.config import REPO_ROOT
-from core.jobqueue import QUEUE_KEY, ahead_of, max_parallel, position_message
+from core.jobqueue import DEAD_MESSAGE, QUEUE_KEY, ahead_of, max_parallel, pid_alive, position_message
 from core.progress import no_progress
 from core.runs import ACTIVE, create_run, db_should_stop, list_runs, merge_run_config, request_cancel, run_status, update_run
 from core.store import get_engine
@@ -148,17 +148,7 @@ def wait(run_id: int, timeout: float = 60.0, *, engine: Engine | None = None, po
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a finished child of this process stays a zombie until reaped
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
+    return pid_alive(pid)
 
 
 def reap_stale(*, engine: Engine | None = None, kinds: Sequence[str] | None = None) -> list[int]:
@@ -174,7 +164,7 @@ def reap_stale(*, engine: Engine | None = None, kinds: Sequence[str] | None = No
         here = job.get("host") in (None, socket.gethostname())  # a pid only means something on its own machine
         if run["status"] in ACTIVE and job.get("mode") == "process" and job.get("pid") and here and not _alive(int(job["pid"])):
             if run_status(run["id"], engine=engine) in ACTIVE:
-                update_run(run["id"], engine=engine, status="failed", message="the training process ended unexpectedly", finished=True)
+                update_run(run["id"], engine=engine, status="failed", message=DEAD_MESSAGE, finished=True)
                 reaped.append(run["id"])
     return reaped
 

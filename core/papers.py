@@ -3,7 +3,7 @@
 Each :class:`Claim` is data: the paper, what it claims, its own figure, the command that measures it here, and a
 function that reads this catalogue's stored runs and says what AdLens measured and whether it agrees. Nothing
 is computed here; every figure comes from a stored run (the run id is named), so "where does this number come
-from" is one hop.
+from" is one hop. Runs built on a demo world that is gone (core.stale) are never read: their figures describe other data.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _p1(run: dict[str, Any] | None, side: str = "seen") -> float | None:
 
 
 def _latest(engine: Engine, kind: str, *, full: bool = True, ablate: tuple[str, ...] | None = None) -> dict[str, Any] | None:
-    runs = [r for r in list_runs(kind, "done", engine=engine) if (r.get("metrics") or {}).get("seen")]
+    runs = [r for r in list_runs(kind, "done", engine=engine, fresh=True) if (r.get("metrics") or {}).get("seen")]
     if ablate is not None:
         runs = [r for r in runs if sorted(r["config"].get("ablate") or []) == sorted(ablate)
                 and not any(r["config"].get(k) for k in ("recipe", "sca", "neck"))]
@@ -105,7 +105,7 @@ def totyemb_retrieves(engine: Engine) -> Finding:
 
 
 def expansion_lifts(engine: Engine) -> Finding:
-    runs = list_runs("expansion-table", "done", engine=engine, limit=1)
+    runs = list_runs("expansion-table", "done", engine=engine, limit=1, fresh=True)
     if not runs:
         return Finding("–", NOT_MEASURED, "needs an expansion over all packages (python -m core expand --all-packages ...)")
     rows = {r["model"]: r for r in runs[0]["metrics"].get("rows", [])}
@@ -125,7 +125,7 @@ def expansion_lifts(engine: Engine) -> Finding:
 
 
 def lxmert_ahead(engine: Engine) -> Finding:
-    runs = list_runs("matcher-eval", "done", engine=engine, limit=1)
+    runs = list_runs("matcher-eval", "done", engine=engine, limit=1, fresh=True)
     if not runs:
         return Finding("–", NOT_MEASURED, "needs a matching evaluation (python -m core evaluate-matching)")
     scorers = runs[0]["metrics"].get("scorers", {})

@@ -189,3 +189,17 @@ def browser_type_launch_args():
     from tests.browser_app import launch_args, require_chromium
 
     return launch_args(require_chromium())
+
+
+@pytest.fixture(autouse=True)
+def _fresh_streamlit_caches():
+    """Page tests (AppTest) run in this process: a model one page test cached with st.cache_resource (a real
+    detector, say) must not leak into the next test, which may install a stand-in of its own."""
+    yield
+    import sys
+
+    if "streamlit" in sys.modules:
+        import streamlit as st
+
+        st.cache_resource.clear()
+        st.cache_data.clear()

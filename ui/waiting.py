@@ -122,17 +122,22 @@ def active_runs(kinds: Sequence[str]) -> list[dict[str, Any]]:
     return [r for kind in kinds for r in list_runs(kind) if r["status"] in ACTIVE]
 
 
-def job_progress(kinds: Sequence[str], *, key: str) -> None:
-    """Background runs of ``kinds``: progress with ETA and a Cancel button, refreshed live; the page re-runs when one ends.
-    Failed runs of the last hour show their message and the tail of their log."""
+def job_progress(kinds: Sequence[str], *, key: str, live: bool = True, failed: bool = True) -> None:
+    """Background runs of ``kinds``: progress with ETA and a Cancel button, refreshed live (``live``: every REFRESH_S s,
+    in a fragment); the page re-runs when one ends. With ``failed``, failed runs of the last hour show their message and
+    the tail of their log. The one implementation of job progress: every page with background jobs calls this."""
     if active_runs(kinds):
-        _job_fragment(tuple(kinds), key)
-    failed_runs(kinds)
+        if live:
+            _job_fragment(tuple(kinds), key)
+        else:
+            _job_list(tuple(kinds), key, in_fragment=False)
+    if failed:
+        failed_runs(kinds)
 
 
-@st.fragment(run_every=REFRESH_S)
-def _job_fragment(kinds: tuple[str, ...], key: str) -> None:
+def _job_list(kinds: tuple[str, ...], key: str, *, in_fragment: bool) -> None:
     from core import jobs
+    from core.stale import stale_note
 
     jobs.reap_stale(kinds=kinds)
     runs = active_runs(kinds)
@@ -143,23 +148,30 @@ def _job_fragment(kinds: tuple[str, ...], key: str) -> None:
         st.rerun(scope="app")  # a run ended: the page shows its model now
     for run in runs:
         cols = st.columns([6, 1], vertical_alignment="center")
-        cols[0].progress(min(1.0, float(run["progress"])), text=f"#{run['id']} {run['name']}: {run['status']} — {run_eta(run)}")
+        cols[0].progress(min(1.0, float(run["progress"])),
+                         text=f"#{run['id']} {run['name']}{stale_note(run)}: {run['status']} — {run_eta(run)}")
         if run["status"] != "cancelling" and cols[1].button("Cancel", key=f"{key}-cancel-{run['id']}", icon=":material/stop:"):
             jobs.cancel(run["id"])
-            st.rerun(scope="fragment")
+            st.rerun(scope="fragment" if in_fragment else "app")
         live_curve(run, key=f"{key}-curve-{run['id']}")
+
+
+@st.fragment(run_every=REFRESH_S)
+def _job_fragment(kinds: tuple[str, ...], key: str) -> None:
+    _job_list(kinds, key, in_fragment=True)
 
 
 def failed_runs(kinds: Sequence[str], *, within_s: float = 3600) -> None:
     from core import jobs
     from core.runs import list_runs
+    from core.stale import stale_note
 
     now = datetime.now(UTC).replace(tzinfo=None)
     for kind in kinds:
         for run in list_runs(kind, "failed")[:1]:
             if run["finished_at"] and (now - run["finished_at"]).total_seconds() > within_s:
                 continue
-            with st.expander(f":material/error: #{run['id']} {run['name']} failed: {run['message'][:120]}"):
+            with st.expander(f":material/error: #{run['id']} {run['name']}{stale_note(run)} failed: {run['message'][:120]}"):
                 tail = jobs.run_log_tail(run)
                 if tail is not None:
                     st.code(tail, language="text")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sqlalchemy import Engine, select
 
-from core.filestore import get_array, put_array, resolve
+from core.filestore import DamagedFile, get_array, put_array, remove_sealed, resolve
 from core.progress import ProgressFn, no_progress
 from core.store import Ad, get_engine, session_scope
 
@@ -55,6 +55,22 @@ def _image_vec_key(image_hash: str) -> str:
     return hashlib.sha256(f"{image_hash}|{IMAGE_VECTOR_VERSION}".encode()).hexdigest()
 
 
+def _cached_image_vector(rel: str) -> np.ndarray | None:
+    """The cached vector at ``rel``; None when there is none, or when the entry is damaged (truncated, altered, not a
+    finite 1-D vector): the entry is then removed, to be recomputed (it is cheap) instead of refusing the request."""
+    path = resolve(rel)
+    if not path.exists():
+        return None
+    try:
+        vec = np.asarray(get_array(rel), np.float32)
+    except DamagedFile:
+        vec = None
+    if vec is None or vec.ndim != 1 or not vec.size or not np.isfinite(vec).all():
+        remove_sealed(path)
+        return None
+    return vec
+
+
 def image_vectors(images: dict[str, object], device: str = "cpu", progress: ProgressFn = no_progress) -> dict[str, np.ndarray]:
     """EfficientNet-Lite0 vectors by image hash; ``images`` maps hash -> relative path or PIL image. Cached on disk."""
     from core.embed.baselines import image_embeddings
@@ -63,9 +79,9 @@ def image_vectors(images: dict[str, object], device: str = "cpu", progress: Prog
     out: dict[str, np.ndarray] = {}
     todo: list[tuple[str, object]] = []
     for image_hash, src in images.items():
-        rel = f"matching/{_image_vec_key(image_hash)[:2]}/{_image_vec_key(image_hash)}.npy"
-        if resolve(rel).exists():
-            out[image_hash] = np.asarray(get_array(rel), np.float32)
+        cached = _cached_image_vector(f"matching/{_image_vec_key(image_hash)[:2]}/{_image_vec_key(image_hash)}.npy")
+        if cached is not None:
+            out[image_hash] = cached
         else:
             todo.append((image_hash, src))
     for start in range(0, len(todo), 32):
