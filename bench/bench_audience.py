@@ -66,3 +66,11 @@ def run(quick: bool = False) -> dict:
         "score_1thread_s": round(score_1thread_s, 2),
         "score_range": [round(float(scores.min()), 4), round(float(scores.max()), 4)],
     }
+
+
+def summary(result: dict) -> list[tuple[str, str]]:
+    """Rows of the README's table."""
+    return [(f"XGBoost fit, {result['trees']} trees on {result['train_rows']:,} rows x {result['features']} features",
+             f"{result['fit_s']} s on {result['threads']} threads "
+             f"({result['fit_1thread_s']} s on 1; target {result['fit_target_s']:.0f} s)"),
+            (f"scoring {result['scored_users']:,} users", f"{result['score_s']} s ({result['users_per_s']:,} users/s)")]

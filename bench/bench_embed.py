@@ -92,3 +92,11 @@ def run(quick: bool = False) -> dict[str, Any]:
                        "dim": int(e2e.shape[1])},
         "paper": {"ads_per_s": round(1e6 / (3.8 * 3600), 1), "note": "1M ads in 3.8 h on one machine (ION section 4.6)"},
     }
+
+
+def summary(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows of the README's table."""
+    c, e = result["cached"], result["end_to_end"]
+    return [(f"ION embedding, regions cached ({c['ads']:,} ads, {result['device']})",
+             f"{c['ads_per_s']:,} ads/s (1M ads in {c['hours_per_1m_ads']} h; paper: 3.8 h)"),
+            ("ION embedding from raw images (offline detector)", f"{e['ads_per_s']} ads/s ({e['detect_s_per_ad']} s detection per ad)")]

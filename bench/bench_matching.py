@@ -74,6 +74,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     return results
 
 
+def summary(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows of the README's table."""
+    return [(f"scoring {result['creatives']} creatives for one phrase: {name} (regions cached, {result['device']})",
+             f"p50 {s['p50_seconds']:.3f} s (target {result['target_seconds']} s)") for name, s in result["scorers"].items()]
+
+
 if __name__ == "__main__":  # pragma: no cover
     import json
 

@@ -58,13 +58,14 @@ def _time_detector(detector, images: list[Image.Image], batch: int, conf: float)
 
 def _yolo_weights(tmp: Path) -> tuple[str, str]:
     from core.config import get_settings
-    from core.regions.yolo import find_local_weights, ultralytics_yolo
+    from core.regions.yolo import find_local_weights, trust_weights, ultralytics_yolo
 
     local = find_local_weights(get_settings().yolo_weights)
     if local is not None:
         return str(local), f"configured weights {local.name}"
     path = tmp / "yolov8n-arch.pt"
     ultralytics_yolo()("yolov8n.yaml").save(str(path))
+    trust_weights(path)  # built here by this benchmark: as trusted as a --weights file
     return str(path), "yolov8n architecture, untrained weights (no yolov8n.pt on this machine)"
 
 
@@ -145,6 +146,20 @@ def describe_throughput(n: int = 64, batch: int = 8) -> dict[str, Any]:
         out["modes"].append({"describer": d.version, "describe_images_per_s": round(len(images) / describe_s, 2),
                              "end_to_end_images_per_s": round(len(images) / (detect_s + describe_s), 2)})
     return out
+
+
+def summary(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows of the README's table."""
+    rows = [(f"{r['backend']} detector ({r['detector']}), {result['image']}, {r['device']}",
+             f"p50 {r['p50_ms']:.0f} ms, {r['regions_per_image']} regions/image, batched {r['batched_images_per_s']} images/s")
+            for r in result["results"]]
+    d = result["describe"]
+    rows.append((f"detector on catalogue creatives ({d['detector']}), batch {d['batch']}",
+                 f"{d['detect_images_per_s']} creatives/s, {d['boxes_per_image']} boxes/creative"))
+    rows += [(f"region descriptors {m['describer']}", f"{m['describe_images_per_s']} creatives/s alone, "
+              f"{m['end_to_end_images_per_s']} creatives/s with detection") for m in d["modes"]]
+    rows.append(("OCR (RapidOCR), one creative", f"{result['ocr']['ms_per_image']:.0f} ms"))
+    return rows
 
 
 if __name__ == "__main__":

@@ -58,3 +58,11 @@ def run(quick: bool = False) -> dict:
     rng = np.random.default_rng(0)
     sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
     return {"dim": DIM, "sizes": [measure(n, rng) for n in sizes]}
+
+
+def summary(result: dict) -> list[tuple[str, str]]:
+    """Rows of the README's table."""
+    return [(f"{s['vectors']:,} clustered {result['dim']}-d vectors, index {s['index']}"
+             + (f", nprobe {s['nprobe']}" if s["nprobe"] else ""),
+             f"build {s['build_s']} s, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms, recall@10 {s['recall_at_10']}")
+            for s in result["sizes"]]
