@@ -27,13 +27,11 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -83,43 +81,11 @@ def build_world(env: dict[str, str], ads: int, users: int, *, models: bool) -> d
     return seconds
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
 def serve(env: dict[str, str], log_path: Path, timeout: float = 180.0):
-    """``streamlit run app.py`` on a free loopback port; yields the base URL; always stops the server."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"the app exited with code {server.returncode}: {log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the app did not answer within {timeout:.0f} s") from None
-                time.sleep(0.3)
-        yield base
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=15)
+    """``streamlit run app.py`` on a free loopback port (core.appserver.serve); yields the base URL."""
+    from core.appserver import serve as serve_app
+
+    return serve_app(env, log_path, timeout=timeout)
 
 
 # --- what the sessions upload ------------------------------------------------------------------------------------------
@@ -176,6 +142,13 @@ class Session:
             self.errors.append(f"{step}: error alert: {(await box.inner_text())[:300]}")
         body = await page.locator("body").inner_text()
         self.errors += [f"{step}: '{t}' on the page" for t in PROBLEM_TEXT if t in body]
+
+    async def upload(self, page, choice: str) -> None:
+        """Pick the page's upload option (a radio labelled ``choice``) and upload this session's creative."""
+        main = page.locator('[data-testid="stMain"]')
+        await page.get_by_text(choice, exact=True).first.click()
+        await main.locator('input[type="file"]').first.wait_for(state="attached", timeout=RENDER_TIMEOUT_MS)
+        await main.locator('input[type="file"]').first.set_input_files(str(self.creative))
 
     def strangers(self, text: str) -> list[str]:
         return [a for a in self.others if a not in self.ad_id and a in text]
@@ -238,9 +211,7 @@ class Session:
         await self.step(page, "similar ads", lambda: goto("/similar-ads"), timed)
 
         async def upload_similar():
-            await page.get_by_text("Uploaded creative", exact=True).first.click()
-            await main.locator('input[type="file"]').first.wait_for(state="attached", timeout=RENDER_TIMEOUT_MS)
-            await main.locator('input[type="file"]').first.set_input_files(str(self.creative))
+            await self.upload(page, "Uploaded creative")
             await page.wait_for_timeout(300)
             await self._rendered(page)
             text = main.locator('input[type="text"]').first
@@ -252,9 +223,7 @@ class Session:
         await self.step(page, "regions", lambda: goto("/regions"), timed)
 
         async def upload_regions():
-            await page.get_by_text("Upload", exact=True).first.click()
-            await main.locator('input[type="file"]').first.wait_for(state="attached", timeout=RENDER_TIMEOUT_MS)
-            await main.locator('input[type="file"]').first.set_input_files(str(self.creative))
+            await self.upload(page, "Upload")
             await self.until(page, lambda body: "Detection took" in body, "no detection shown")
 
         await self.step(page, "regions upload", upload_regions, timed)

@@ -16,18 +16,17 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from core import appserver
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -69,12 +68,6 @@ def launch_args(executable: str) -> dict:
 
 # --- the served app -------------------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def app_env(home: Path) -> dict[str, str]:
     """The environment of the demo build and the server: the test home, offline, on CPU, SQLite."""
     env = {**os.environ, "ADLENS_HOME": str(home), "ADLENS_OFFLINE": "true", "ADLENS_DEVICE": "cpu",
@@ -110,59 +103,15 @@ def demo_home(tmp_path_factory, name: str, ads: int = 120, users: int = 600, see
     return home, env
 
 
-def _tail(path: Path, limit: int = 6000) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no server log)"
-    return text[-limit:] or "(the server log is empty)"
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """Stop the server and anything it started (its own process group)."""
-    if server.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=15)
-
-
 @contextlib.contextmanager
 def serve_app(env: dict[str, str], log_path: Path, timeout: float = 120.0) -> Iterator[str]:
-    """``streamlit run app.py`` on a free loopback port; yields its base URL and always stops the server.
-
-    The file watcher is off: other work may touch the sources meanwhile, and a "source changed" prompt
-    (or a rerun) in the middle of a test would only add noise.
-    """
-    port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-           "--server.runOnSave", "false"]
-    base = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    """``streamlit run app.py`` on a free loopback port (core.appserver.serve); yields its base URL and always stops
+    the server; a server that cannot start fails the test with the end of its log."""
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"`streamlit run app.py` exited with code {server.returncode} before answering; "
-                            f"its log ({log_path}):\n{_tail(log_path)}", pytrace=False)
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"`streamlit run app.py` did not answer on {base} within {timeout:.0f} s; "
-                                f"its log ({log_path}):\n{_tail(log_path)}", pytrace=False)
-                time.sleep(0.3)
-        yield base
-    finally:
-        _stop(server)
+        with appserver.serve(env, log_path, timeout=timeout) as base:
+            yield base
+    except appserver.ServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 # --- the pages ------------------------------------------------------------------------------------------------------

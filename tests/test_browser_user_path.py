@@ -97,10 +97,15 @@ def _a_creative(home: Path) -> Path:
     return sorted(p for p in (home / "images").rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[0]
 
 
-def _upload(page, creative: Path) -> None:
-    page.locator('[data-testid="stMain"] input[type="file"]').first.set_input_files(str(creative))
+def _upload_on(open_page, path: str, choice: str, home: Path):
+    """Open ``path``, pick its upload option (the radio ``choice``) and upload a creative of the world; the page."""
+    page = open_page(path)
+    page.get_by_text(choice, exact=True).first.click()
+    wait_until_rendered(page)
+    page.locator('[data-testid="stMain"] input[type="file"]').first.set_input_files(str(_a_creative(home)))
     page.wait_for_timeout(500)
     wait_until_rendered(page)
+    return page
 
 
 def _shot(page, request, name: str) -> None:
@@ -109,10 +114,7 @@ def _shot(page, request, name: str) -> None:
 
 def test_upload_a_creative_and_see_its_boxes(visit, request):
     open_page, console, home = visit
-    page = open_page("/regions")
-    page.get_by_text("Upload", exact=True).first.click()
-    wait_until_rendered(page)
-    _upload(page, _a_creative(home))
+    page = _upload_on(open_page, "/regions", "Upload", home)
     page.locator('[data-testid="stMain"] textarea').first.fill("Fresh fruit for the whole family")
     page.keyboard.press("Control+Enter")
     wait_until_rendered(page)
@@ -128,10 +130,7 @@ def test_upload_a_creative_and_see_its_boxes(visit, request):
 
 def test_search_similar_ads_for_an_uploaded_creative(visit, request):
     open_page, console, home = visit
-    page = open_page("/similar-ads")
-    page.get_by_text("Uploaded creative", exact=True).first.click()
-    wait_until_rendered(page)
-    _upload(page, _a_creative(home))
+    page = _upload_on(open_page, "/similar-ads", "Uploaded creative", home)
     text = page.locator('[data-testid="stMain"] input[type="text"]').first
     text.fill("Fresh fruit for the whole family")
     text.press("Enter")

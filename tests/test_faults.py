@@ -59,7 +59,11 @@ def test_start_training_records_the_job_pid_without_dropping_the_jobs_own_keys(e
     assert config["regions_key"] == "written by the job" and config["job"]["pid"] == 4242 and config["job"]["log"].endswith(".log")
 
 
-def test_a_failed_matcher_save_ends_the_run_failed(engine, monkeypatch):
+@pytest.mark.parametrize(("broken", "error"), [
+    ("save_matcher", OSError("No space left on device")),  # the checkpoint cannot be written
+    ("merge_run_config", RuntimeError("the database went away")),  # the run's final write fails
+])
+def test_a_failure_after_the_matcher_run_started_ends_it_failed(engine, monkeypatch, broken, error):
     import core.matching.service as service
     from core.runs import list_runs
     from tests.matching_world import build_catalog, use_colour_detector
@@ -67,33 +71,15 @@ def test_a_failed_matcher_save_ends_the_run_failed(engine, monkeypatch):
     build_catalog(engine)
     use_colour_detector(monkeypatch)
 
-    def broken_save(*_args, **_kwargs):
-        raise OSError("No space left on device")
+    def fail(*_args, **_kwargs):
+        raise error
 
-    monkeypatch.setattr(service, "save_matcher", broken_save)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr(service, broken, fail)
+    with pytest.raises(type(error), match=str(error)):
         service.train_matcher("early", engine=engine, epochs=1, max_steps=2)
     (run,) = list_runs("matcher-early", engine=engine)
     assert run["status"] == "failed" and run["finished_at"] is not None
-    assert run["message"] == "OSError: No space left on device"
-
-
-def test_a_failed_final_write_ends_the_matcher_run_failed(engine, monkeypatch):
-    import core.matching.service as service
-    from core.runs import list_runs
-    from tests.matching_world import build_catalog, use_colour_detector
-
-    build_catalog(engine)
-    use_colour_detector(monkeypatch)
-
-    def broken_merge(*_args, **_kwargs):
-        raise RuntimeError("the database went away")
-
-    monkeypatch.setattr(service, "merge_run_config", broken_merge)
-    with pytest.raises(RuntimeError):
-        service.train_matcher("early", engine=engine, epochs=1, max_steps=2)
-    (run,) = list_runs("matcher-early", engine=engine)
-    assert (run["status"], run["message"]) == ("failed", "RuntimeError: the database went away")
+    assert run["message"] == f"{type(error).__name__}: {error}"
 
 
 def test_a_failed_index_write_ends_the_training_run_failed(engine, monkeypatch):
