@@ -24,6 +24,10 @@ def demo(
     no_models: Annotated[bool, typer.Option("--no-models", help="the world only (same as --models none)")] = False,
     force: Annotated[bool, typer.Option("--force", help="replace a different demo world although the database holds model runs "
                                                         "or imported data (the runs built on it are marked stale)")] = False,
+    impressions_per_ad: Annotated[int | None, typer.Option(
+        "--impressions-per-ad", min=1, help="impressions per ordinary ad and period; default automatic: 500 up to 2,000 ads (the "
+                                            "default world), then 1,000,000 / ads (at least 10: 100 at 10k ads, 10 at 100k), so that "
+                                            "large catalogues keep a ~2.4M-row log")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build the embedded demo world (generated data, deterministic for a seed), then its default models."""
@@ -36,7 +40,8 @@ def demo(
         fail(f"--models must be one of {', '.join(MODEL_MODES)}, got {models!r}", as_json)
     try:
         with tqdm_progress(enabled=not as_json) as progress:
-            summary = build_world(n_ads=ads, n_users=users, seed=seed, progress=progress, force=force)
+            summary = build_world(n_ads=ads, n_users=users, seed=seed, progress=progress, force=force,
+                                  impressions_per_ad=impressions_per_ad)
     except ValueError as exc:
         fail(str(exc), as_json)
     summary = {"ok": True, **summary}

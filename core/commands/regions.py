@@ -73,9 +73,17 @@ def extract(
     no_ocr: Annotated[bool, typer.Option("--no-ocr", help="skip OCR")] = False,
     descriptors: Annotated[str, typer.Option("--descriptors", help="region features: none (the detector's own) | effl0 (ImageNet "
                                                                    "EfficientNet-Lite0 per box) | concat (both)")] = "none",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="images per batch (each batch is committed to the cache: "
+                                                                         "an interrupted run resumes after the last one)")] = 8,
+    dask: Annotated[str | None, typer.Option("--dask", help="Dask scheduler address (e.g. tcp://host:8786): the batches run on its "
+                                                            "workers (which need this ADLENS_HOME's files and settings); this "
+                                                            "process writes the cache. local[:N]: N worker processes on this "
+                                                            "machine (default one per core)")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Extract regions (boxes, features, OCR) for every catalog image; cached by image hash + detector (+ descriptors)."""
+    """Extract regions (boxes, features, OCR) for every catalog image; cached by image hash + detector (+ descriptors).
+
+    Streamed in batches and resumable: re-running skips the images already cached; progress shows the rate and ETA."""
     from core.regions.base import DetectorError
     from core.regions.extract import extract_catalog
 
@@ -87,8 +95,15 @@ def extract(
         trust_weights(weights)
     try:
         with tqdm_progress(enabled=not as_json) as progress:
-            result = extract_catalog(detector, limit=limit, weights=weights, ocr=not no_ocr, progress=progress, descriptors=descriptors)
-    except (DetectorError, ValueError, RuntimeError) as exc:
+            if dask:
+                from core.scale import extract_catalog_dask
+
+                result = extract_catalog_dask(dask, detector, weights=weights, descriptors=descriptors, ocr=not no_ocr, limit=limit,
+                                              batch_size=batch_size, progress=progress)
+            else:
+                result = extract_catalog(detector, limit=limit, weights=weights, ocr=not no_ocr, progress=progress,
+                                         descriptors=descriptors, batch_size=batch_size)
+    except (DetectorError, ValueError, RuntimeError, ConnectionError) as exc:
         fail(str(exc), as_json)
     emit(result, as_json, f"{result['backend']} ({result['reason']}): {result['computed']} computed, {result['cached']} cached, "
                           f"{len(result['failed'])} failed, {result['seconds']} s")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from core.demo.knobs import DemoKnobs
 from core.demo.plan import STREAM_CLICKS, STREAM_IMAGE, STREAM_USERS, plan_world, resolve_knobs
 from core.demo.population import COLUMNS, affinities, interest_weights, sample_population, sigmoid
 from core.demo.store import SOURCE, write_world
+from core.eta import eta_text
 from core.progress import ProgressFn, no_progress
 from core.stale import FINGERPRINT_KEY, check_replace, fingerprint_rows
 
@@ -44,6 +46,23 @@ def ad_id(i: int) -> str:
 
 def user_id(i: int) -> str:
     return f"u{i + 1:06d}"
+
+
+IMPRESSION_BUDGET = 1_000_000  # ordinary-ad impressions per period the automatic setting stays under (2,000 ads x 500)
+MIN_AUTO_IMPRESSIONS = 10
+
+
+def scale_impressions(n_ads: int, knobs: DemoKnobs, impressions_per_ad: int | None = None) -> DemoKnobs:
+    """The knobs with ``impressions_per_ad`` set: the value asked for, else (None) automatic: the knob's value
+    (500 by default) capped at IMPRESSION_BUDGET // n_ads (at least 10), so that the impression log stays near
+    2.4M rows whatever the catalogue size: 500 per ad up to 2,000 ads (the default world is unchanged), 100 at
+    10,000 ads, 10 at 100,000."""
+    if impressions_per_ad is not None:
+        if impressions_per_ad < 1:
+            raise ValueError(f"demo: impressions per ad must be >= 1 (got {impressions_per_ad})")
+        return replace(knobs, impressions_per_ad=int(impressions_per_ad))
+    auto = max(MIN_AUTO_IMPRESSIONS, IMPRESSION_BUDGET // max(1, n_ads))
+    return knobs if auto >= knobs.impressions_per_ad else replace(knobs, impressions_per_ad=auto)
 
 
 def _params(n_ads: int, n_users: int, seed: int, knobs: DemoKnobs) -> dict[str, Any]:
@@ -90,11 +109,15 @@ def _hypothesis(log: ClickLog, ad_category: np.ndarray, n_categories: int) -> di
 
 
 def build_world(n_ads: int = 2000, n_users: int = 20000, seed: int = 0, *, engine: Engine | None = None,
-                progress: ProgressFn | None = None, knobs: DemoKnobs | None = None, force: bool = False) -> dict[str, Any]:
+                progress: ProgressFn | None = None, knobs: DemoKnobs | None = None, force: bool = False,
+                impressions_per_ad: int | None = None) -> dict[str, Any]:
     """Generate the demo world and store it (replacing any previous demo world); returns a summary dict.
 
     Replacing a different demo world while the database holds model runs or other data is refused
-    (core.stale.ReplaceRefused, a ValueError) unless ``force``; the runs built on the old world are then marked stale."""
+    (core.stale.ReplaceRefused, a ValueError) unless ``force``; the runs built on the old world are then marked stale.
+    ``impressions_per_ad``: see :func:`scale_impressions` (None: automatic, fewer per ad beyond 2,000 ads).
+    Images are rendered one at a time and written to the file store at once (never all in memory);
+    ``stage_seconds`` in the summary gives each stage's time."""
     from core.filestore import put_image
     from core.store import get_engine
 
@@ -102,7 +125,7 @@ def build_world(n_ads: int = 2000, n_users: int = 20000, seed: int = 0, *, engin
     progress = progress or no_progress
     if n_ads < 1 or n_users < 50:
         raise ValueError(f"demo: need at least 1 ad and 50 users (got {n_ads} ads, {n_users} users)")
-    knobs = resolve_knobs(n_ads, knobs)
+    knobs = resolve_knobs(n_ads, scale_impressions(n_ads, knobs or DemoKnobs(), impressions_per_ad))
     period_bounds(knobs)
     params = _params(n_ads, n_users, seed, knobs)
     engine = engine or get_engine()
@@ -121,11 +144,14 @@ def build_world(n_ads: int = 2000, n_users: int = 20000, seed: int = 0, *, engin
     mark = time.perf_counter()
 
     # creatives
-    ads: list[dict[str, Any]] = []
+    ads: list[dict[str, Any]] = []  # the rows only (text, truth, file path): each image goes to the file store at once
+    pools: dict[int, list[tuple[str, str]]] = {}
     for i in range(n_ads):
         k = int(plan.ad_category[i])
         spec = plan.categories[k]
-        pool = [(g, c.name) for j, c in enumerate(plan.categories) if j != k for g in c.glyphs]
+        if k not in pools:
+            pools[k] = [(g, c.name) for j, c in enumerate(plan.categories) if j != k for g in c.glyphs]
+        pool = pools[k]
         creative = render_creative(np.random.default_rng([seed, STREAM_IMAGE, i]), spec, pool, plan.ad_lang[i], knobs)
         rel = put_image(creative.jpeg, creative.sha256, ".jpg")
         ads.append({
@@ -136,7 +162,7 @@ def build_world(n_ads: int = 2000, n_users: int = 20000, seed: int = 0, *, engin
             "truth": creative.truth, "_category": spec.name,
         })
         if i % 25 == 0 or i == n_ads - 1:
-            progress(i + 1, n_ads, f"demo-images: {i + 1}/{n_ads}")
+            progress(i + 1, n_ads, f"demo-images: {i + 1}/{n_ads}{eta_text(i + 1, n_ads, time.perf_counter() - mark)}")
 
     stages["images"], mark = round(time.perf_counter() - mark, 2), time.perf_counter()
 
@@ -185,6 +211,7 @@ def build_world(n_ads: int = 2000, n_users: int = 20000, seed: int = 0, *, engin
         "users": n_users,
         "user_features_onehot": sum(len(v) for v in COLUMNS.values()),
         "impressions": len(log),
+        "impressions_per_ad": knobs.impressions_per_ad,
         "clicks": int(log.clicked.sum()),
         "packages": len(plan.packages),
         "package_ctr_min": round(min(package_ctrs), 5) if package_ctrs else None,

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
+from core.eta import eta_text
 from core.filestore import DamagedFile, check_sealed, get_array, put_array, remove_sealed, resolve
 from core.images import ImageError, load_image
 from core.progress import ProgressFn, no_progress
@@ -86,13 +89,16 @@ def extract_catalog(detector: str | Detector | None = None, *, limit: int | None
                     batch_size: int = 8, ocr: bool = True, conf: float = 0.05, iou: float = 0.5, max_det: int = 50,
                     weights: str | None = None, device: str | None = None, progress: ProgressFn | None = None,
                     engine: Engine | None = None, descriptors: str | None = None,
-                    describer: RegionDescriber | None = None) -> dict[str, Any]:
+                    describer: RegionDescriber | None = None, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Detect (and OCR) every catalog image not yet cached for this detector; returns what was done.
 
     ``detector`` is a backend name (auto|yolo|offline, default settings.detector) or a built Detector.
     ``descriptors``: none (default: the detector's own features), effl0 or concat (see :func:`resolve_descriptors`;
     ``describer`` overrides the default describer); the cache key then names the descriptor version, and
     ``seconds_detect`` / ``seconds_describe`` split the time.
+    Streamed: ``batch_size`` images are loaded, detected and committed at a time, so memory stays bounded and an
+    interrupted run loses at most one batch; re-running skips what is cached. ``should_stop()`` is asked before
+    each batch: True stops cleanly (``stopped`` in the result). Progress messages carry the rate and ETA.
     """
     progress = progress or no_progress
     engine = engine or get_engine()
@@ -105,33 +111,66 @@ def extract_catalog(detector: str | Detector | None = None, *, limit: int | None
     rebuilt = drop_damaged(engine, key, cached)  # a truncated / altered cache file is detected and extracted again
     cached -= set(rebuilt)
     todo = [h for h in images if h not in cached]
-    computed, failed = 0, []
+    computed, failed, stopped = 0, [], False
     seconds_detect = seconds_describe = 0.0
     progress(0, len(todo), f"regions: {len(cached)} cached, {len(todo)} to detect")
+    loop_start = time.perf_counter()
     for start in range(0, len(todo), batch_size):
-        chunk = todo[start: start + batch_size]
-        loaded = []
-        for image_hash in chunk:
-            try:
-                loaded.append((image_hash, load_image(resolve(images[image_hash])).image))
-            except ImageError as exc:
-                failed.append({"image_hash": image_hash, "error": str(exc)})
-        t0 = time.perf_counter()
-        results = det.detect([img for _, img in loaded], conf=conf, iou=iou, max_det=max_det) if loaded else []
-        t1 = time.perf_counter()
-        seconds_detect += t1 - t0
-        if describer is not None and results:
-            results = with_descriptors(results, [img for _, img in loaded], describer, mode)
-            seconds_describe += time.perf_counter() - t1
-        computed += _store_batch(engine, key, loaded, results, ocr)
-        progress(min(start + batch_size, len(todo)), len(todo), f"regions: {computed} of {len(todo)} detected")
+        if should_stop is not None and should_stop():
+            stopped = True
+            break
+        batch = process_batch(det, describer, mode, [(h, resolve(images[h])) for h in todo[start: start + batch_size]],
+                              conf=conf, iou=iou, max_det=max_det, ocr=ocr)
+        failed += batch.failed
+        seconds_detect += batch.seconds_detect
+        seconds_describe += batch.seconds_describe
+        computed += store_results(engine, key, batch.items)
+        done = min(start + batch_size, len(todo))
+        eta = eta_text(done, len(todo), time.perf_counter() - loop_start)
+        progress(done, len(todo), f"regions: {computed} of {len(todo)} detected{eta}")
     return {
         "ok": True, "detector": det.version, "key": key, "backend": backend, "device": dev, "reason": reason,
         "ads": len(rows), "images": len(images), "computed": computed, "cached": len(cached), "failed": failed, "rebuilt": len(rebuilt),
+        "stopped": stopped, "remaining": len(todo) - computed - len(failed),
         "seconds": round(time.perf_counter() - started, 3), "seconds_detect": round(seconds_detect, 3),
         "seconds_describe": round(seconds_describe, 3), "descriptors": mode if describer is not None else "none",
         "describer": describer.version if describer is not None else None,
     }
+
+
+@dataclass
+class Batch:
+    """One batch's detections: (image hash, result, OCR lines) per readable image, the unreadable ones, and timings."""
+
+    items: list[tuple[str, DetectionResult, list[dict]]] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    seconds_detect: float = 0.0
+    seconds_describe: float = 0.0
+
+
+def process_batch(det: Detector, describer: RegionDescriber | None, mode: str, paths: list[tuple[str, Any]], *, conf: float,
+                  iou: float, max_det: int, ocr: bool) -> Batch:
+    """Load, detect, describe and OCR one batch of (image hash, image file) -> :class:`Batch` (nothing stored).
+    The same function runs here and on Dask workers (core.scale), so both write identical cache entries."""
+    batch = Batch()
+    loaded = []
+    for image_hash, path in paths:
+        try:
+            loaded.append((image_hash, load_image(path).image))
+        except ImageError as exc:
+            batch.failed.append({"image_hash": image_hash, "error": str(exc)})
+    if not loaded:
+        return batch
+    t0 = time.perf_counter()
+    results = det.detect([img for _, img in loaded], conf=conf, iou=iou, max_det=max_det)
+    t1 = time.perf_counter()
+    batch.seconds_detect = t1 - t0
+    if describer is not None and results:
+        results = with_descriptors(results, [img for _, img in loaded], describer, mode)
+        batch.seconds_describe = time.perf_counter() - t1
+    for (image_hash, img), result in zip(loaded, results, strict=True):
+        batch.items.append((image_hash, result, [line.to_dict() for line in read_text(img)] if ocr else []))
+    return batch
 
 
 def _resolve_detector(detector: str | Detector | None, weights: str | None, device: str | None) -> tuple[Detector, str, str, str]:
@@ -154,8 +193,8 @@ def _cache_state(engine: Engine, key: str, ad_ids: list[str] | None = None,
         images: dict[str, str] = {}
         for _ad, image_hash, path in rows:
             images.setdefault(image_hash, path)
-        cached = set(s.scalars(select(RegionSet.image_hash).where(RegionSet.detector == key,
-                                                                   RegionSet.image_hash.in_(list(images)))))
+        # every hash cached under the key, intersected here: no IN list of the whole catalogue (SQLite caps bound variables)
+        cached = set(s.scalars(select(RegionSet.image_hash).where(RegionSet.detector == key))) & images.keys()
     return rows, images, cached
 
 
@@ -165,8 +204,8 @@ def drop_damaged(engine: Engine, key: str, hashes: set[str]) -> list[str]:
     if not hashes:
         return []
     with session_scope(engine) as s:
-        sets = s.execute(select(RegionSet.image_hash, RegionSet.features_path)
-                         .where(RegionSet.detector == key, RegionSet.image_hash.in_(list(hashes)))).all()
+        sets = [row for row in s.execute(select(RegionSet.image_hash, RegionSet.features_path).where(RegionSet.detector == key))
+                if row[0] in hashes]
     damaged = []
     for image_hash, rel in sets:
         if not rel:
@@ -201,18 +240,18 @@ def missing_count(key: str, *, engine: Engine | None = None) -> int:
     return len(images) - len(cached)
 
 
-def _store_batch(engine: Engine, key: str, loaded: list, results: list[DetectionResult], ocr: bool) -> int:
-    """Store one batch's regions; images another process stored meanwhile (same key) are skipped. -> rows written."""
+def store_results(engine: Engine, key: str, items: list[tuple[str, DetectionResult, list[dict]]]) -> int:
+    """Store one batch's (image hash, regions, OCR lines) under ``key``, in one transaction; images another process
+    stored meanwhile (same key) are skipped. -> entries written."""
     for attempt in (1, 2):
         written = 0
         try:
             with session_scope(engine) as s:
-                hashes = [h for h, _ in loaded]
+                hashes = [h for h, _r, _o in items]
                 done = set(s.scalars(select(RegionSet.image_hash).where(RegionSet.detector == key, RegionSet.image_hash.in_(hashes))))
-                for (image_hash, img), result in zip(loaded, results, strict=True):
+                for image_hash, result, lines in items:
                     if image_hash in done:
                         continue
-                    lines = [line.to_dict() for line in read_text(img)] if ocr else []
                     _store(s, image_hash, key, result, lines)
                     written += 1
             return written

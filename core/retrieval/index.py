@@ -53,12 +53,34 @@ def build_index(run_id: int, *, rebuild: bool = False, engine: Engine | None = N
     cat = load_catalog_ads(engine=engine)
     if not len(cat):
         raise RetrievalError("the catalog is empty")
-    cat, vectors, left_out = embed_readable_rows(run, cat, engine, progress)
+    cat, vectors, left_out = embed_in_chunks(run, cat, engine, progress)
     index, rel = write_run_index(run_id, run["kind"], cat.ids, cat.texts, vectors, progress)
     metrics = {**run["metrics"], **unreadable_metrics(left_out, run["metrics"].get("warnings") or [])}
     update_run(run_id, engine=engine, index_path=rel, metrics=metrics)
     return {"ok": True, "run_id": run_id, "rebuilt": True, "added": len(index), "total": len(index), "factory": index.factory,
             "unreadable": len(left_out)}
+
+
+EMBED_CHUNK = 2048  # ads embedded at a time: one chunk's regions (or images) in memory, and short id lists in SQL
+
+
+def embed_in_chunks(run: dict[str, Any], cat, engine: Engine, progress: ProgressFn = no_progress, chunk: int = EMBED_CHUNK):
+    """:func:`core.retrieval.models.embed_readable_rows` over ``chunk`` ads at a time -> (the ads embedded, vectors, left out)."""
+    import numpy as np
+
+    if len(cat) <= chunk:
+        return embed_readable_rows(run, cat, engine, progress)
+    kept: list[int] = []
+    parts, left_out = [], []
+    for lo in range(0, len(cat), chunk):
+        rows = list(range(lo, min(len(cat), lo + chunk)))
+        part, vectors, left = embed_readable_rows(run, cat.subset(rows), engine, no_progress)
+        done = set(part.ids)
+        kept += [i for i in rows if cat.ids[i] in done]
+        parts.append(vectors)
+        left_out += left
+        progress(int(900 * rows[-1] / len(cat)), 1000, f"embed: {rows[-1] + 1} of {len(cat)} ads")
+    return cat.subset(kept), np.concatenate(parts), left_out
 
 
 def write_run_index(run_id: int, kind: str, ids: list[str], texts: list[str], vectors, progress: ProgressFn = no_progress
@@ -83,7 +105,7 @@ def add_new_ads(run_id: int, *, engine: Engine | None = None, progress: Progress
     new = [a for a in all_ad_ids(engine) if a not in index]
     if new:
         cat = load_catalog_ads(new, engine=engine)
-        cat, vectors, left_out = embed_readable_rows(run, cat, engine, progress)
+        cat, vectors, left_out = embed_in_chunks(run, cat, engine, progress)
         new = cat.ids
         index = VectorIndex.load(resolve(run["index_path"]), what=f"the index file of model run {run_id}",  # a private copy
                                  fix=f"rebuild it with `python -m core index --run {run_id} --rebuild`")
