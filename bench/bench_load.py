@@ -180,6 +180,7 @@ class Session:
 
     async def run(self, rounds: int) -> None:
         context = await self.browser.new_context(viewport={"width": 1300, "height": 900})
+        context.set_default_timeout(RENDER_TIMEOUT_MS)  # a click on a busy server's page waits as long as a render may
         page = await context.new_page()
         page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
         try:
