@@ -116,8 +116,18 @@ def w(tmp_path_factory, monkeypatch):
 
 def test_train_run_with_the_paper_recipe(w):
     from core.retrieval import load_model, train_run
-    from core.runs import get_run
+    from core.runs import delete_run, get_run, list_runs
 
+    before = {r["id"] for r in list_runs("ion")}
+    try:
+        _paper_recipe_runs(w, load_model, train_run, get_run)
+    finally:  # the world is shared with other modules, whose default ION must stay the world's own run
+        for run in list_runs("ion"):
+            if run["id"] not in before:
+                delete_run(run["id"])
+
+
+def _paper_recipe_runs(w, load_model, train_run, get_run):
     run_id = train_run("ion", (), {"d_model": 32, "layers": 1, "heads": 2, "k1": 5, "k2": 3, "seed": 0,
                                    "recipe": "paper"})
     run = get_run(run_id)
