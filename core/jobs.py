@@ -147,10 +147,6 @@ def wait(run_id: int, timeout: float = 60.0, *, engine: Engine | None = None, po
         time.sleep(poll)
 
 
-def _alive(pid: int) -> bool:
-    return pid_alive(pid)
-
-
 def reap_stale(*, engine: Engine | None = None, kinds: Sequence[str] | None = None) -> list[int]:
     """Mark active subprocess runs (of ``kinds``; default: the embedding kinds) whose process is gone as failed; returns their ids."""
     engine = engine or get_engine()
@@ -162,7 +158,7 @@ def reap_stale(*, engine: Engine | None = None, kinds: Sequence[str] | None = No
     for run in runs:
         job = run["config"].get("job") or {}
         here = job.get("host") in (None, socket.gethostname())  # a pid only means something on its own machine
-        if run["status"] in ACTIVE and job.get("mode") == "process" and job.get("pid") and here and not _alive(int(job["pid"])):
+        if run["status"] in ACTIVE and job.get("mode") == "process" and job.get("pid") and here and not pid_alive(int(job["pid"])):
             if run_status(run["id"], engine=engine) in ACTIVE:
                 update_run(run["id"], engine=engine, status="failed", message=DEAD_MESSAGE, finished=True)
                 reaped.append(run["id"])
