@@ -35,6 +35,12 @@ REPO = Path(__file__).resolve().parents[1]
 USERS = 20_000
 QUERIES = 200
 EXTRACT_WORKERS = 1  # N > 1: extraction runs as `extract --dask local:N` (N single-threaded worker processes) instead
+# torch threads of the extraction and embedding stages: every core of the machine (the targets are "on 2 cores");
+# OMP_NUM_THREADS in the environment overrides it
+STAGE_THREADS = str(os.cpu_count() or 1)
+# a folder that keeps each size's home and the stages done in it: a run stopped part way (the 100k run takes hours)
+# continues where it stopped, reusing the figures each finished stage recorded when it ran
+ROOT_ENV = "ADLENS_BENCH_SCALE_ROOT"
 MODEL_NOTE = "ION architecture, untrained (seed 0, MiniLM word vectors, train-split vocabulary)"
 # runs a command and writes its peak RSS (kB, the largest of its process tree's waited-for processes) to a file
 _RSS_WRAPPER = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[2:]).returncode; "
@@ -43,13 +49,18 @@ _RSS_WRAPPER = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[
 
 def _env(home: Path) -> dict[str, str]:
     env = {**os.environ, "ADLENS_HOME": str(home), "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1",
-           "ADLENS_OFFLINE": "true", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+           "ADLENS_OFFLINE": "true", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", STAGE_THREADS)}
     env.pop("ADLENS_DATABASE_URL", None)
     return env
 
 
-def _stage(args: list[str], home: Path) -> tuple[dict, float, float]:
-    """(the command's JSON output, seconds, peak RSS in GB) of ``python args...`` run in the temporary home."""
+def _stage(args: list[str], home: Path, name: str | None = None) -> tuple[dict, float, float]:
+    """(the command's JSON output, seconds, peak RSS in GB) of ``python args...`` run in the home. A ``name``d stage
+    records them in home/bench-stages/<name>.json once it has finished, and a later run reuses that record."""
+    record = home / "bench-stages" / f"{name}.json" if name else None
+    if record is not None and record.exists():
+        kept = json.loads(record.read_text())
+        return kept["out"], kept["seconds"], kept["rss_gb"]
     rss_file = home.parent / "rss.txt"
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, str(rss_file), sys.executable, *args], cwd=REPO, env=_env(home),
@@ -58,7 +69,11 @@ def _stage(args: list[str], home: Path) -> tuple[dict, float, float]:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     out = json.loads(proc.stdout[proc.stdout.index("{"):]) if "{" in proc.stdout else {}
-    return out, seconds, int(rss_file.read_text()) / 1024 ** 2
+    rss_gb = int(rss_file.read_text()) / 1024 ** 2
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"out": out, "seconds": seconds, "rss_gb": rss_gb, "finished": time.time()}))
+    return out, seconds, rss_gb
 
 
 def _disk_gb(path: Path) -> float:
@@ -146,14 +161,22 @@ def measure(n_ads: int, root: Path) -> dict:
     from core.demo.models import SHIPPED_DETECTOR
 
     home = root / f"home-{n_ads}"
-    world, world_s, world_rss = _stage(["-m", "core", "demo", "--ads", str(n_ads), "--users", str(USERS), "--no-models", "--json"], home)
+    reused = sorted(p.stem for p in (home / "bench-stages").glob("*.json"))
+    world, world_s, world_rss = _stage(["-m", "core", "demo", "--ads", str(n_ads), "--users", str(USERS), "--no-models", "--json"], home,
+                                       "world")
+    world_disk = world.get("bench_disk_gb")
+    if world_disk is None:  # measured once, right after the world is built, kept in its stage record
+        world_disk = world["bench_disk_gb"] = round(_disk_gb(home), 3)
+        record = home / "bench-stages" / "world.json"
+        record.write_text(json.dumps({**json.loads(record.read_text()), "out": world}))
     (home / "detectors").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SHIPPED_DETECTOR, home / "detectors" / "latest.pt")
     workers = min(EXTRACT_WORKERS, os.cpu_count() or 1)
     spread = ["--dask", f"local:{workers}"] if workers > 1 else []
-    extracted, extract_s, extract_rss = _stage(["-m", "core", "extract", "--no-ocr", "--batch-size", "8", *spread, "--json"], home)
-    embedded, embed_s, embed_rss = _stage([str(Path(__file__).resolve()), "embed", str(home / "vectors")], home)
-    profile, _s, _rss = _stage([str(Path(__file__).resolve()), "profile", "-"], home)
+    extracted, extract_s, extract_rss = _stage(["-m", "core", "extract", "--no-ocr", "--batch-size", "8", *spread, "--json"], home,
+                                               "extract")
+    embedded, embed_s, embed_rss = _stage([str(Path(__file__).resolve()), "embed", str(home / "vectors")], home, "embed")
+    profile, _s, _rss = _stage([str(Path(__file__).resolve()), "profile", "-"], home, "profile")
     from core.scale import load_parts
 
     ids, vectors = load_parts(home / "vectors")
@@ -170,12 +193,17 @@ def measure(n_ads: int, root: Path) -> dict:
         "peak_rss_gb": round(max(world_rss, extract_rss, embed_rss, self_rss), 3),
         "peak_rss_gb_by_stage": {"world": round(world_rss, 3), "extract": round(extract_rss, 3), "embed": round(embed_rss, 3),
                                  "index_search": round(self_rss, 3)},
-        "disk_gb": round(_disk_gb(home), 3), "model": MODEL_NOTE, "ocr": False,
+        "disk_gb": round(_disk_gb(home), 3), "world_disk_gb": world_disk, "model": MODEL_NOTE, "ocr": False,
+        "threads": int(_env(home)["OMP_NUM_THREADS"]), "stages_reused": reused,
     }
 
 
 def run(quick: bool = False) -> dict:
     sizes = [10_000] if quick else [10_000, 100_000]
+    if os.environ.get(ROOT_ENV):
+        root = Path(os.environ[ROOT_ENV]).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return {"model": MODEL_NOTE, "root": str(root), "sizes": [measure(n, root) for n in sizes]}
     with tempfile.TemporaryDirectory(prefix="adlens-scale-") as tmp:
         return {"model": MODEL_NOTE, "sizes": [measure(n, Path(tmp)) for n in sizes]}
 

@@ -181,3 +181,51 @@ def test_default_world_parameters_are_unchanged():
     for n_ads in (120, 2000):  # the tests' worlds and the default world: same knobs, so the same stored world and impressions
         assert resolve_knobs(n_ads, scale_impressions(n_ads, DemoKnobs())) == resolve_knobs(n_ads, DemoKnobs())
     assert _params(2000, 20000, 0, resolve_knobs(2000, scale_impressions(2000, DemoKnobs())))["knobs"]["impressions_per_ad"] == 500
+
+
+# -- catalogue-sized IN lists ------------------------------------------------------------------------------------------
+
+
+def test_catalogue_sized_id_lists_are_queried_in_parts(engine, monkeypatch):
+    """Training at 100k ads loads every ad and its cached regions by id: with SQLite held to 999 bound parameters (the
+    smallest limit of any build), 2,500 ids still load, in id order, with their regions."""
+    import sqlite3
+
+    from sqlalchemy import event, insert
+
+    from core.regions import extract
+    from core.retrieval import regions as region_reads
+    from core.retrieval.catalog import ad_records, load_catalog_ads
+    from core.store import Ad, Region, RegionSet, session_scope
+
+    n = 2500
+    with session_scope(engine) as s:
+        s.execute(insert(Ad), [{"id": f"ad-{i:05d}", "text": f"ad {i}", "image_path": f"images/{i}.png", "image_hash": f"h{i:05d}",
+                                "content_hash": f"c{i}", "width": 8, "height": 8} for i in range(n)])
+        s.execute(insert(RegionSet), [{"image_hash": f"h{i:05d}", "detector": "k", "feature_dim": 2, "features_path": f"arrays/{i}.npy"}
+                                      for i in range(n)])
+        set_ids = dict(s.execute(select(RegionSet.image_hash, RegionSet.id)).all())
+        s.execute(insert(Region), [{"region_set_id": set_ids[f"h{i:05d}"], "rank": 0, "x1": 0, "y1": 0, "x2": i % 7 + 1, "y2": 1,
+                                    "confidence": 0.5, "label": "thing"} for i in range(n)])
+
+    def small_limit(dbapi_connection, _record):
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+
+    event.listen(engine, "connect", small_limit)
+    engine.dispose()  # new connections get the limit
+    with pytest.raises(Exception, match="too many SQL variables"):  # the limit holds: one IN list of them all fails
+        with session_scope(engine) as s:
+            s.execute(select(Ad.id).where(Ad.id.in_([f"ad-{i:05d}" for i in range(n)]))).all()
+
+    ids = [f"ad-{i:05d}" for i in reversed(range(n))]
+    cat = load_catalog_ads(ids, engine=engine)
+    assert cat.ids == sorted(ids) and len(cat.image_hashes) == n
+    assert set(ad_records(ids[:1200], engine)) == set(ids[:1200])
+    rows, images, cached = extract._cache_state(engine, "k", ids, limit=10)
+    assert [r[0] for r in rows] == sorted(ids)[:10] and len(images) == 10 and len(cached) == 10
+    monkeypatch.setattr(extract, "extract_catalog", lambda *_a, **_k: {"key": "k"})
+    monkeypatch.setattr(region_reads, "get_array", lambda rel: np.full((1, 2), int(rel.split("/")[1][:-4]), np.float32))
+    key, dim, found = region_reads.regions_for_ads(cat.ids, cat.image_hashes, None, engine=engine)
+    assert (key, dim, len(found)) == ("k", 2, n)
+    assert found["h01234"].boxes.tolist() == [[0, 0, 1234 % 7 + 1, 1]] and found["h01234"].labels == ["thing"]
+    assert found["h02499"].features.tolist() == [[2499, 2499]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -10,7 +10,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from core.audience.errors import AudienceError, NoImpressionsError, NotFoundError
-from core.store import Ad, Impression, Package, PackageAd
+from core.store import Ad, Impression, Package, PackageAd, chunks
 
 CHUNK = 500  # ids per IN (...) clause
 
@@ -76,16 +76,10 @@ def package_info(session: Session, package_id: int) -> tuple[str, list[str], int
     return pkg.name, ad_ids, pkg.category_id
 
 
-def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
-    ids = list(ids)
-    for i in range(0, len(ids), CHUNK):
-        yield ids[i: i + CHUNK]
-
-
 def users_of(session: Session, ad_ids: Sequence[str], period: Period, *, clicked: bool) -> set[str]:
     """Users who clicked (``clicked=True``) or saw (``False``) any of ``ad_ids`` during ``period``."""
     out: set[str] = set()
-    for chunk in _chunks(ad_ids):
+    for chunk in chunks(list(ad_ids), CHUNK):
         q = select(Impression.user_id).distinct().where(
             Impression.ad_id.in_(chunk), Impression.ts >= period.start, Impression.ts < period.end)
         if clicked:
@@ -105,7 +99,7 @@ def impression_users(session: Session, ad_ids: Sequence[str], period: Period) ->
 def clickers_per_ad(session: Session, ad_ids: Sequence[str], period: Period) -> dict[str, int]:
     """Distinct clickers of each ad in ``period`` (0 for ads without clicks)."""
     counts = dict.fromkeys(ad_ids, 0)
-    for chunk in _chunks(ad_ids):
+    for chunk in chunks(list(ad_ids), CHUNK):
         q = (select(Impression.ad_id, func.count(func.distinct(Impression.user_id)))
              .where(Impression.ad_id.in_(chunk), Impression.clicked.is_(True),
                     Impression.ts >= period.start, Impression.ts < period.end)
@@ -119,7 +113,7 @@ def ad_categories(session: Session, ad_ids: Sequence[str] | None = None) -> dict
     if ad_ids is None:
         return dict(session.execute(select(Ad.id, Ad.category_id)).all())
     out: dict[str, int | None] = {}
-    for chunk in _chunks(ad_ids):
+    for chunk in chunks(list(ad_ids), CHUNK):
         out.update(dict(session.execute(select(Ad.id, Ad.category_id).where(Ad.id.in_(chunk))).all()))
     return out
 
@@ -127,7 +121,7 @@ def ad_categories(session: Session, ad_ids: Sequence[str] | None = None) -> dict
 def package_ctr(session: Session, ad_ids: Sequence[str], period: Period | None = None) -> tuple[int, int]:
     """(impressions, clicks) of a set of ads, in ``period`` or over the whole log."""
     imps = clicks = 0
-    for chunk in _chunks(ad_ids):
+    for chunk in chunks(list(ad_ids), CHUNK):
         q = select(func.count(), func.sum(case((Impression.clicked.is_(True), 1), else_=0))).where(Impression.ad_id.in_(chunk))
         if period:
             q = q.where(Impression.ts >= period.start, Impression.ts < period.end)

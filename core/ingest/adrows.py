@@ -22,10 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from core.filestore import image_relpath, put_image, resolve
 from core.images import DecodedImage, ImageError, decode_image, sha256_bytes
 from core.ingest.archive import ImageMissing, ImageSource
-from core.ingest.common import IN_CHUNK, chunks, raise_if_rejected, record_run
+from core.ingest.common import raise_if_rejected, record_run
 from core.ingest.report import ImportReport
 from core.progress import ProgressFn
-from core.store import Ad, Category, session_scope
+from core.store import IN_CHUNK, Ad, Category, chunks, session_scope
 
 MAX_AD_ID = 100
 MAX_CATEGORY = 200

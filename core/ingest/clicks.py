@@ -18,11 +18,11 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from core.ingest.common import IN_CHUNK, chunks, engine_or_default, progress_or_silent, raise_if_rejected, record_run
+from core.ingest.common import engine_or_default, progress_or_silent, raise_if_rejected, record_run
 from core.ingest.report import ImportReport
 from core.ingest.tables import check_columns, read_table, text_column
 from core.progress import ProgressFn
-from core.store import Ad, Impression, User, session_scope
+from core.store import IN_CHUNK, Ad, Impression, User, chunks, session_scope
 
 STAGE = "clicks"
 REQUIRED = ("user_id", "ad_id", "clicked", "timestamp")

@@ -27,10 +27,10 @@ from sqlalchemy import Engine, select
 from core.images import DecodedImage
 from core.ingest.adrows import MAX_CATEGORY, AdRow, detect_lang, inspect_images, split_existing, write_ads
 from core.ingest.archive import open_images
-from core.ingest.common import IN_CHUNK, chunks, engine_or_default, progress_or_silent, raise_if_rejected, split_for
+from core.ingest.common import engine_or_default, progress_or_silent, raise_if_rejected, split_for
 from core.ingest.report import ImportReport
 from core.progress import ProgressFn
-from core.store import Category, session_scope
+from core.store import IN_CHUNK, Category, chunks, session_scope
 from core.uploads import check_upload_size
 
 STAGE = "coco"

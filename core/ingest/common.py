@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -12,16 +10,6 @@ from sqlalchemy.orm import Session
 from core.ingest.report import ImportRejected, ImportReport
 from core.progress import ProgressFn, no_progress
 from core.store import ImportRun, get_engine
-
-T = TypeVar("T")
-
-# SQLite allows at least 999 bound parameters per statement in every build we may meet
-IN_CHUNK = 900
-
-
-def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def stable_fraction(key: str) -> float:

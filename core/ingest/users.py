@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, insert, select, update
 
-from core.ingest.common import IN_CHUNK, chunks, engine_or_default, progress_or_silent, raise_if_rejected, record_run
+from core.ingest.common import engine_or_default, progress_or_silent, raise_if_rejected, record_run
 from core.ingest.report import ImportReport
 from core.ingest.tables import Table, read_table, suggest, text_column
 from core.progress import ProgressFn
-from core.store import User, session_scope
+from core.store import IN_CHUNK, User, chunks, session_scope
 
 STAGE = "users"
 MAX_USER_ID = 100

@@ -27,7 +27,7 @@ from core.regions.clues import ClueScorer, rerank
 from core.regions.describe import RegionDescriber
 from core.regions.ocr import ocr_words, read_text
 from core.regions.registry import get_detector
-from core.store import Ad, Region, RegionSet, get_engine, session_scope
+from core.store import Ad, Region, RegionSet, chunks, get_engine, session_scope
 
 DESCRIPTOR_CHOICES = ("none", "effl0", "concat")
 
@@ -185,11 +185,11 @@ def _cache_state(engine: Engine, key: str, ad_ids: list[str] | None = None,
     """(ad rows, image hash -> path, hashes already cached under ``key``) of the catalog (or of ``ad_ids``)."""
     with session_scope(engine) as s:
         query = select(Ad.id, Ad.image_hash, Ad.image_path).order_by(Ad.id)
-        if ad_ids is not None:
-            query = query.where(Ad.id.in_(ad_ids))
-        if limit is not None:
-            query = query.limit(max(0, limit))
-        rows = s.execute(query).all()
+        if ad_ids is None:
+            rows = s.execute(query if limit is None else query.limit(max(0, limit))).all()
+        else:  # in parts (SQLite's bound-parameter limit), back in id order
+            rows = sorted((r for part in chunks(list(ad_ids)) for r in s.execute(query.where(Ad.id.in_(part)))), key=lambda r: r[0])
+            rows = rows if limit is None else rows[: max(0, limit)]
         images: dict[str, str] = {}
         for _ad, image_hash, path in rows:
             images.setdefault(image_hash, path)

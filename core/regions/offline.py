@@ -99,7 +99,8 @@ class OfflineDetector:
         self.crop_side = crop_side
         self.size_prior = size_prior
         self._torch_device = torch.device(device)
-        model = _load_backbone().to(self._torch_device)
+        # channels-last: the depthwise convolutions run 1.5-1.9x faster on CPU in NHWC (see core.regions.describe)
+        model = _load_backbone().to(self._torch_device, memory_format=torch.channels_last)
         self.model = model.half() if self.half else model
         self.labels = imagenet_labels()
 
@@ -118,7 +119,7 @@ class OfflineDetector:
         batch = np.zeros((len(images), 3, hh, ww), np.float32)
         for i, arr in enumerate(scaled):
             batch[i, :, : arr.shape[0], : arr.shape[1]] = ((arr - MEAN) / STD).transpose(2, 0, 1)
-        tensor = torch.from_numpy(batch).to(self._torch_device)
+        tensor = torch.from_numpy(batch).to(self._torch_device).contiguous(memory_format=torch.channels_last)
         return (tensor.half() if self.half else tensor), scales
 
     def _crops(self, image: Image.Image, boxes: np.ndarray):
@@ -131,7 +132,7 @@ class OfflineDetector:
             x1, y1, x2, y2 = _square(box, image.width, image.height)
             crop = image.crop((round(x1), round(y1), round(x2), round(y2))).resize((side, side), Image.BILINEAR)
             arr[i] = np.asarray(crop, dtype=np.float32)
-        tensor = torch.from_numpy(((arr - MEAN) / STD).transpose(0, 3, 1, 2).copy()).to(self._torch_device)
+        tensor = torch.from_numpy((arr - MEAN) / STD).permute(0, 3, 1, 2).to(self._torch_device)  # channels-last memory
         return tensor.half() if self.half else tensor
 
     def detect(self, images: list[Image.Image], *, conf: float = 0.05, iou: float = 0.5, max_det: int = 50) -> list[DetectionResult]:

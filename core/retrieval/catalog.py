@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 
 from core.errors import RetrievalError
 from core.filestore import resolve
-from core.store import Ad, Category, get_engine, session_scope
+from core.store import Ad, Category, chunks, get_engine, session_scope
 
 
 @dataclass
@@ -42,10 +42,11 @@ class CatalogAds:
 def load_catalog_ads(ad_ids: Sequence[str] | None = None, *, engine: Engine | None = None) -> CatalogAds:
     engine = engine or get_engine()
     query = select(Ad.id, Ad.text, Ad.category_id, Ad.split, Ad.image_hash, Ad.image_path).order_by(Ad.id)
-    if ad_ids is not None:
-        query = query.where(Ad.id.in_(list(ad_ids)))
     with session_scope(engine) as s:
-        rows = s.execute(query).all()
+        if ad_ids is None:
+            rows = s.execute(query).all()
+        else:  # in parts (SQLite's bound-parameter limit), back in id order
+            rows = sorted((r for part in chunks(list(ad_ids)) for r in s.execute(query.where(Ad.id.in_(part)))), key=lambda r: r[0])
         unseen = sorted(int(c) for c in s.scalars(select(Category.id).where(Category.unseen)))
     return CatalogAds(
         ids=[r[0] for r in rows], texts=[r[1] or "" for r in rows],
@@ -66,8 +67,8 @@ def ad_records(ad_ids: Sequence[str], engine: Engine) -> dict[str, dict[str, Any
     from core.catalog import ad_record
 
     with session_scope(engine) as s:
-        rows = s.execute(select(Ad, Category.name, Category.unseen).outerjoin(Category, Ad.category_id == Category.id)
-                         .where(Ad.id.in_(list(ad_ids)))).all()
+        rows = [r for part in chunks(list(ad_ids)) for r in s.execute(
+            select(Ad, Category.name, Category.unseen).outerjoin(Category, Ad.category_id == Category.id).where(Ad.id.in_(part)))]
         return {ad.id: {**ad_record(ad, name, unseen), "category_id": ad.category_id} for ad, name, unseen in rows}
 
 

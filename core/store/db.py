@@ -6,7 +6,7 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.config import REPO_ROOT, get_settings
 
 MIGRATIONS_DIR = REPO_ROOT / "db" / "migrations"
+# values per ``column.in_(...)`` list: SQLite allows at least 999 bound parameters per statement in every build we may
+# meet, so a catalogue-sized list (100k ads) is sent in parts of this size
+IN_CHUNK = 900
+
+
+def chunks(items: Sequence, size: int = IN_CHUNK) -> Iterator[Sequence]:
+    """``items`` in consecutive slices of at most ``size`` (for IN lists over many values)."""
+    for start in range(0, len(items), size):
+        yield items[start: start + size]
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - driver hook
