@@ -134,6 +134,77 @@ def profile_stage(n_images: int = 96, batch: int = 8) -> dict:
             "boxes_per_image": round(boxes / n, 2), "torch_threads": __import__("torch").get_num_threads()}
 
 
+def pages_stage(home: str) -> dict:
+    """In a stage process: every page's time in Chromium on the app served over this home (bench/page_times.py), with
+    the ION run the train stage left; the ad opened is the first test-split ad."""
+    from sqlalchemy import select
+
+    from core.store import Ad, get_engine, session_scope
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import page_times
+
+    with session_scope(get_engine()) as s:
+        ad_id = s.scalar(select(Ad.id).where(Ad.split == "test").order_by(Ad.id).limit(1))
+    return page_times.measure(_env(Path(home)), ad_id, Path(home) / "logs" / "bench-pages-server.log")
+
+
+def trained_search_stage(run_id: str) -> dict:
+    """In a stage process: search figures (as for the untrained vectors) on the vectors of the trained ION run's own index
+    (reconstructed from FAISS), the embeddings the pages search."""
+    import faiss
+
+    from core.filestore import resolve
+    from core.runs import get_run
+    from core.search import VectorIndex
+
+    run = get_run(int(run_id))
+    stored = VectorIndex.load(resolve(run["index_path"]))
+    if "IVF" in stored.factory:
+        faiss.extract_index_ivf(stored.index).make_direct_map()
+    vectors = stored.index.reconstruct_n(0, stored.index.ntotal)
+    return {"run": int(run_id), **_search(np.asarray(vectors, np.float32), list(stored.ids))}
+
+
+IMPORT_ADS = 10_000  # ads re-imported through `core ingest ads` (manifest + image folder) into an empty home
+
+
+def import_stage(home: str) -> dict:
+    """In a stage process: write a manifest of the first IMPORT_ADS ads of this world (their image files as they lie in the
+    home's image store), then time `python -m core ingest ads` of it into a new, empty home."""
+    import csv
+
+    from sqlalchemy import select
+
+    from core.store import Ad, Category, get_engine, session_scope
+
+    home_path = Path(home)
+    target = home_path.parent / f"{home_path.name}-import"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    manifest = target.parent / f"{home_path.name}-import.csv"
+    written = 0
+    with session_scope(get_engine()) as s, open(manifest, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["ad_id", "text", "image", "category", "split"])
+        for ad_id, text, path, category, split in s.execute(
+                select(Ad.id, Ad.text, Ad.image_path, Category.name, Ad.split).outerjoin(Category, Ad.category_id == Category.id)
+                .order_by(Ad.id).limit(IMPORT_ADS)):
+            writer.writerow([ad_id, text, path, category or "", split or ""])
+            written += 1
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "core", "ingest", "ads", str(manifest), "--images", str(home_path), "--json"],
+                          cwd=REPO, env=_env(target), capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"ingest ads failed ({done.returncode}): {done.stdout[-1500:]} {done.stderr[-1500:]}")
+    out = json.loads(done.stdout[done.stdout.index("{"):])
+    shutil.rmtree(target, ignore_errors=True)
+    manifest.unlink()
+    return {"ads": written, "seconds": round(seconds, 1), "per_s": round(written / seconds, 2), "imported": out.get("imported"),
+            "rejected": out.get("rejected")}
+
+
 def _search(vectors: np.ndarray, ids: list[str]) -> dict:
     from core.search import VectorIndex
     from core.search.index import SearchResult, recall_at_k
@@ -177,6 +248,14 @@ def measure(n_ads: int, root: Path) -> dict:
                                                "extract")
     embedded, embed_s, embed_rss = _stage([str(Path(__file__).resolve()), "embed", str(home / "vectors")], home, "embed")
     profile, _s, _rss = _stage([str(Path(__file__).resolve()), "profile", "-"], home, "profile")
+    imported, _s, import_rss = _stage([str(Path(__file__).resolve()), "import", str(home)], home, "import")
+    # one ION epoch over the whole catalogue (its region features read in parts), then the catalogue indexed: the run
+    # the pages use; then every page in Chromium with nothing else running
+    trained, train_s, train_rss = _stage(["-m", "core", "train", "--model", "ion", "--epochs", "1", "--json"], home, "train")
+    run_id = trained.get("run_id") or trained.get("id")
+    searched, _s, _rss = _stage([str(Path(__file__).resolve()), "trained-search", str(run_id)], home, "trained-search")
+    (home / "logs").mkdir(exist_ok=True)
+    pages, _s, pages_rss = _stage([str(Path(__file__).resolve()), "pages", str(home)], home, "pages")
     from core.scale import load_parts
 
     ids, vectors = load_parts(home / "vectors")
@@ -190,9 +269,13 @@ def measure(n_ads: int, root: Path) -> dict:
         "extract_detect_s": extracted.get("seconds_detect"), "detector": extracted.get("detector"), "extract_profile_per_image": profile,
         "embed_s": round(embed_s, 1), "embed_per_s": round(n_ads / embed_s, 2), "embed_model_s": embedded.get("seconds_embed"),
         "extract_embed_per_s": round(n_ads / (extract_s + embed_s), 2), **search, "dim": int(vectors.shape[1]),
-        "peak_rss_gb": round(max(world_rss, extract_rss, embed_rss, self_rss), 3),
+        "import_ads": imported.get("ads"), "import_per_s": imported.get("per_s"), "import_s": imported.get("seconds"),
+        "train_epoch_s": round(train_s, 1), "train_run": run_id, "trained_search": searched,
+        "pages": pages.get("pages"), "page_warm_max_s": pages.get("slowest_warm_s"), "page_errors": pages.get("errors"),
+        "peak_rss_gb": round(max(world_rss, extract_rss, embed_rss, self_rss, train_rss, pages_rss, import_rss), 3),
         "peak_rss_gb_by_stage": {"world": round(world_rss, 3), "extract": round(extract_rss, 3), "embed": round(embed_rss, 3),
-                                 "index_search": round(self_rss, 3)},
+                                 "index_search": round(self_rss, 3), "train_1_epoch": round(train_rss, 3),
+                                 "app_pages": round(pages_rss, 3), "import": round(import_rss, 3)},
         "disk_gb": round(_disk_gb(home), 3), "world_disk_gb": world_disk, "model": MODEL_NOTE, "ocr": False,
         "threads": int(_env(home)["OMP_NUM_THREADS"]), "stages_reused": reused,
     }
@@ -212,15 +295,41 @@ def summary(result: dict) -> list[tuple[str, str]]:
     """Rows of the README's table."""
     rows = []
     for s in result["sizes"]:
-        rows.append((f"{s['ads']:,} ads: world, extraction + embedding (default detector, OCR off)",
-                     f"world {s['world_s']} s; {s['extract_embed_per_s']} creatives/s end to end (extract {s['extract_per_s']}/s, "
-                     f"embed {s['embed_per_s']}/s); peak {s['peak_rss_gb']} GB; disk {s['disk_gb']} GB"))
-        rows.append((f"{s['ads']:,} ads: index {s['index']} on the real embeddings",
+        n = f"{s['ads']:,} ads"
+        world_disk = f", {s['world_disk_gb']} GB on disk" if s.get("world_disk_gb") is not None else ""
+        rows.append((f"{n}: world (`demo --ads {s['ads']} --no-models`)",
+                     f"{s['world_s']} s, {s.get('impressions') or 0:,} impressions ({s.get('impressions_per_ad')} per ad){world_disk}"))
+        threads = f", {s['threads']} threads" if s.get("threads") else ""
+        if s.get("import_per_s") is not None:
+            rows.append((f"{n}: `ingest ads` of {s['import_ads']:,} of them (manifest + image folder) into an empty home",
+                         f"{s['import_per_s']} ads/s ({s['import_s']} s)"))
+        rows.append((f"{n}: extraction + embedding (default detector, OCR off{threads})",
+                     f"{s['extract_embed_per_s']} creatives/s end to end (extract {s['extract_per_s']}/s, embed {s['embed_per_s']}/s); "
+                     f"peak {s['peak_rss_gb']} GB; disk {s['disk_gb']} GB"))
+        rows.append((f"{n}: index {s['index']} on the real embeddings",
                      f"build {s['index_build_s']} s, p50 {s['search_p50_ms']} ms, p99 {s['search_p99_ms']} ms, "
                      f"recall@10 {s['recall_at_10']}"))
+        if s.get("train_epoch_s") is not None:
+            rss = (s.get("peak_rss_gb_by_stage") or {}).get("train_1_epoch")
+            rows.append((f"{n}: `train --model ion --epochs 1` (whole catalogue, then indexed)",
+                         f"{s['train_epoch_s']} s, peak {rss} GB"))
+        t = s.get("trained_search")
+        if t:
+            nprobe = f" (nprobe {t['nprobe']})" if t.get("nprobe") else ""
+            rows.append((f"{n}: index {t['index']}{nprobe} on that trained ION's vectors",
+                         f"build {t['index_build_s']} s, p50 {t['search_p50_ms']} ms, p99 {t['search_p99_ms']} ms, "
+                         f"recall@10 {t['recall_at_10']}"))
+        if s.get("pages"):
+            warm = sorted(((p["warm_s"], name) for name, p in s["pages"].items()), reverse=True)
+            url = max((p["url_s"], name) for name, p in s["pages"].items())
+            rows.append((f"{n}: pages in Chromium, warm (sidebar click, median of 3)",
+                         f"slowest {warm[0][1]} {warm[0][0]} s, then {warm[1][1]} {warm[1][0]} s; every page "
+                         f"<= {warm[0][0]} s; opened by URL (new tab) slowest {url[1]} {url[0]} s; {s.get('page_errors', 0)} errors"))
     return rows
 
 
-if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] in ("embed", "profile"):
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] in ("embed", "profile", "pages", "import", "trained-search"):
     sys.path.insert(0, str(REPO))
-    print(json.dumps(embed_stage(sys.argv[2]) if sys.argv[1] == "embed" else profile_stage()))
+    stages = {"embed": embed_stage, "profile": lambda _arg: profile_stage(), "pages": pages_stage, "import": import_stage,
+              "trained-search": trained_search_stage}
+    print(json.dumps(stages[sys.argv[1]](sys.argv[2])))

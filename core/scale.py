@@ -55,9 +55,14 @@ def connect(address: str, timeout: float = 10.0):
 
     workers = local_workers(address)
     if workers is not None:
+        import dask
         from distributed import LocalCluster
 
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        # Dask's workers start with MALLOC_TRIM_THRESHOLD_=65536, which returns freed memory to the system at every
+        # torch batch (mmap/munmap churn: 2 local workers spent a third of their time in the kernel); one thread each
+        spawn_env = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items() if k != "MALLOC_TRIM_THRESHOLD_"}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn_env}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
         client.close = _closing(client.close, cluster)  # type: ignore[method-assign]
         return client
@@ -107,6 +112,35 @@ def _tool_args(spec: dict[str, Any]) -> tuple:
     return spec["detector"], spec["weights"], spec["descriptors"], spec["conf"], spec["iou"], spec["max_det"]
 
 
+def bounded_map(client, fn: Callable, items: list, *args: Any, per_worker: int = 2):
+    """``fn(item, *args)`` for each item on the cluster's workers, at most ``per_worker`` items per worker in flight (memory
+    stays bounded whatever the catalogue's size); yields (the item's position, its result) as they complete. Leaving the
+    loop early (a stop) cancels whatever is still queued or running."""
+    from distributed import as_completed
+
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    pending = iter(enumerate(items))
+    position: dict[str, int] = {}
+    running = as_completed()
+
+    def submit_next() -> None:
+        nxt = next(pending, None)
+        if nxt is not None:
+            future = client.submit(fn, nxt[1], *args, pure=False)
+            position[future.key] = nxt[0]
+            running.add(future)
+
+    for _ in range(per_worker * n_workers):
+        submit_next()
+    try:
+        for future in running:
+            yield position.pop(future.key), future.result()
+            submit_next()
+    finally:
+        for other in list(running.futures):
+            other.cancel()
+
+
 def extract_catalog_dask(address: str, detector: str | None = None, *, weights: str | None = None, descriptors: str | None = None,
                          ocr: bool = True, conf: float = 0.05, iou: float = 0.5, max_det: int = 50, batch_size: int = DEFAULT_BATCH,
                          limit: int | None = None, ad_ids: list[str] | None = None, engine: Engine | None = None,
@@ -115,8 +149,6 @@ def extract_catalog_dask(address: str, detector: str | None = None, *, weights: 
     """:func:`core.regions.extract.extract_catalog` with the batches computed by the workers of the Dask cluster at
     ``address``; the cache is written here, batch by batch (resumable like the local run). Same result keys, plus
     ``workers`` and ``dask``."""
-    from distributed import as_completed
-
     from core.filestore import resolve
     from core.regions.extract import _cache_state, drop_damaged, store_results
     from core.store import get_engine
@@ -136,16 +168,11 @@ def extract_catalog_dask(address: str, detector: str | None = None, *, weights: 
         rebuilt = drop_damaged(engine, key, cached)
         cached -= set(rebuilt)
         todo = [h for h in images if h not in cached]
-        batches = iter([[(h, str(resolve(images[h]))) for h in todo[i: i + batch_size]] for i in range(0, len(todo), batch_size)])
+        batches = [[(h, str(resolve(images[h]))) for h in todo[i: i + batch_size]] for i in range(0, len(todo), batch_size)]
         progress(0, len(todo), f"regions (dask, {n_workers} workers): {len(cached)} cached, {len(todo)} to detect")
-        running = as_completed()
-        for paths in (next(batches, None) for _ in range(2 * n_workers)):
-            if paths is not None:
-                running.add(client.submit(worker_batch, paths, spec, pure=False))
         computed, done, failed, stopped = 0, 0, [], False
         loop_start = time.perf_counter()
-        for future in running:
-            got_key, batch = future.result()
+        for _position, (got_key, batch) in bounded_map(client, worker_batch, batches, spec):
             if got_key != key:
                 raise RuntimeError(f"the Dask workers do not all run the same detector ('{got_key}' vs '{key}'): give them the "
                                    "same ADLENS_HOME, settings and weights")
@@ -155,19 +182,56 @@ def extract_catalog_dask(address: str, detector: str | None = None, *, weights: 
             progress(done, len(todo), f"regions (dask): {computed} of {len(todo)} detected"
                                       f"{eta_text(done, len(todo), time.perf_counter() - loop_start)}")
             if should_stop is not None and should_stop():
-                stopped = True
-                for other in list(running.futures):
-                    other.cancel()
+                stopped = True  # leaving the loop cancels the batches still queued
                 break
-            paths = next(batches, None)
-            if paths is not None:
-                running.add(client.submit(worker_batch, paths, spec, pure=False))
     finally:
         client.close()
     return {"ok": True, "dask": address, "workers": n_workers, "key": key, "detector": key.split("|", 1)[0], "backend": "dask",
             "reason": f"{n_workers} Dask workers at {address}", "device": "workers", "ads": len(rows), "images": len(images),
             "computed": computed, "cached": len(cached), "failed": failed, "rebuilt": len(rebuilt), "stopped": stopped,
             "remaining": len(todo) - computed - len(failed), "seconds": round(time.perf_counter() - started, 3)}
+
+
+# -- Dask embedding (a run's index rebuilt on the workers) -----------------------------------------------------------
+
+
+def worker_embed(ids: list[str], run_id: int) -> tuple[list[str], np.ndarray, list[str]]:
+    """On a worker: (ads embedded, their vectors, unreadable ads left out) of these catalogue ads with run ``run_id``'s
+    model, read from the shared store (its checkpoint loaded once per worker process, core.loaders)."""
+    from core.progress import no_progress
+    from core.retrieval.catalog import load_catalog_ads
+    from core.retrieval.models import embed_readable_rows
+    from core.runs import get_run
+    from core.store import get_engine
+
+    engine = get_engine()
+    part, vectors, left_out = embed_readable_rows(get_run(run_id, engine=engine), load_catalog_ads(ids, engine=engine), engine,
+                                                  no_progress)
+    return part.ids, np.asarray(vectors, np.float32), left_out
+
+
+def embed_catalog_dask(address: str, run: dict[str, Any], cat, progress: ProgressFn | None = None, *, chunk: int = EMBED_CHUNK,
+                       connect_timeout: float = 10.0):
+    """:func:`core.retrieval.index.embed_in_chunks` with the chunks embedded by the workers of the Dask cluster at ``address``
+    (they need this machine's store: the same ADLENS_HOME or database URL and home files) -> (the ads embedded, vectors in
+    the catalogue's order, unreadable ads left out)."""
+    progress = progress or no_progress
+    parts = [cat.ids[lo: lo + chunk] for lo in range(0, len(cat), chunk)]
+    results: dict[int, tuple[list[str], np.ndarray, list[str]]] = {}
+    client = connect(address, connect_timeout)
+    started = time.perf_counter()
+    try:
+        for position, result in bounded_map(client, worker_embed, parts, int(run["id"])):
+            results[position] = result
+            done = sum(len(parts[i]) for i in results)
+            progress(int(900 * done / len(cat)), 1000,
+                     f"embed (dask): {done} of {len(cat)} ads{eta_text(done, len(cat), time.perf_counter() - started)}")
+    finally:
+        client.close()
+    by_ad = {ad: vector for ids, vectors, _left in results.values() for ad, vector in zip(ids, vectors, strict=True)}
+    kept = [i for i, ad in enumerate(cat.ids) if ad in by_ad]
+    vectors = np.stack([by_ad[cat.ids[i]] for i in kept]) if kept else np.zeros((0, 0), np.float32)
+    return cat.subset(kept), vectors, [ad for i in sorted(results) for ad in results[i][2]]
 
 
 # -- streamed, resumable embedding -------------------------------------------------------------------------------------

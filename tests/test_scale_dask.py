@@ -100,3 +100,32 @@ def test_local_cluster_addresses():
     for bad in ("local:0", "local:two"):
         with pytest.raises(ValueError, match="local:N"):
             local_workers(bad)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_index_embedding_on_dask_workers_equals_the_local_one(tmp_path_factory, monkeypatch):
+    """`index --rebuild --dask`: the workers embed the catalogue in chunks; same ads, same order, same vectors as here.
+    (Thread workers: the shared test world's regions are patched in this process, which worker processes would not see;
+    the process boundary is the extraction test's.)"""
+    from distributed import LocalCluster
+
+    from core.retrieval.catalog import load_catalog_ads
+    from core.retrieval.index import build_index, embed_in_chunks
+    from core.runs import get_run
+    from core.store import get_engine
+    from tests.retrieval_world import world
+
+    w = world(tmp_path_factory.getbasetemp(), monkeypatch)
+    engine = get_engine()
+    run = get_run(w["ion"], engine=engine)
+    cat = load_catalog_ads(engine=engine)
+    here_cat, here, _left = embed_in_chunks(run, cat, engine, chunk=50)
+    seen = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        there_cat, there, left = embed_in_chunks(run, cat, engine, lambda d, t, m: seen.append((d, t, m)), chunk=50,
+                                                 dask=cluster.scheduler_address)
+    assert there_cat.ids == here_cat.ids == cat.ids and left == [] and len(seen) == 3  # 120 ads in chunks of 50
+    assert seen[-1][:2] == (900, 1000) and "120 of 120" in seen[-1][2]
+    np.testing.assert_allclose(there, here, atol=1e-5)
+    with pytest.raises(ConnectionError, match="cannot reach the Dask scheduler"):
+        build_index(w["ion"], rebuild=True, engine=engine, dask="tcp://127.0.0.1:9")

@@ -88,6 +88,9 @@ def train(
 def index(
     run: Annotated[int, typer.Option("--run", help="model run id")],
     rebuild: Annotated[bool, typer.Option("--rebuild", help="re-embed the whole catalog and rebuild the index")] = False,
+    dask: Annotated[str | None, typer.Option("--dask", help="Dask scheduler address (e.g. tcp://host:8786) whose workers embed "
+                                                           "the catalogue in chunks (they need this store: same ADLENS_HOME or "
+                                                           "database URL), or local:N for N processes here")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add newly imported ads to a run's FAISS index (no rebuild), or rebuild it."""
@@ -95,7 +98,9 @@ def index(
 
     try:
         with tqdm_progress(enabled=not as_json) as progress:
-            result = build_index(run, rebuild=rebuild, progress=progress)
+            result = build_index(run, rebuild=rebuild, progress=progress, dask=dask)
+    except ConnectionError as exc:
+        fail(str(exc), as_json)
     except _ERRORS as exc:
         fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc), as_json)
     emit(result, as_json, f"run {run}: {result['added']} ads {'indexed' if rebuild else 'added'}, {result['total']} in the index "

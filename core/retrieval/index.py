@@ -42,18 +42,20 @@ def resolve_run(run_id: int | None, *, engine: Engine | None = None) -> dict[str
     return run
 
 
-def build_index(run_id: int, *, rebuild: bool = False, engine: Engine | None = None, progress: ProgressFn = no_progress) -> dict[str, Any]:
-    """Add the catalog ads missing from the run's index (default), or re-embed and rebuild it from scratch."""
+def build_index(run_id: int, *, rebuild: bool = False, engine: Engine | None = None, progress: ProgressFn = no_progress,
+                dask: str | None = None) -> dict[str, Any]:
+    """Add the catalog ads missing from the run's index (default), or re-embed and rebuild it from scratch; ``dask``: a
+    scheduler address (or ``local[:N]``) whose workers embed the chunks (core.scale.embed_catalog_dask)."""
     engine = engine or get_engine()
     run = get_run(run_id, engine=engine)
     if run["status"] != "done":
         raise RetrievalError(f"model run {run_id} is {run['status']}: only finished runs can be indexed")
     if not rebuild and run.get("index_path") and Path(resolve(run["index_path"])).with_suffix(".faiss").is_file():
-        return add_new_ads(run_id, engine=engine, progress=progress)
+        return add_new_ads(run_id, engine=engine, progress=progress, dask=dask)
     cat = load_catalog_ads(engine=engine)
     if not len(cat):
         raise RetrievalError("the catalog is empty")
-    cat, vectors, left_out = embed_in_chunks(run, cat, engine, progress)
+    cat, vectors, left_out = embed_in_chunks(run, cat, engine, progress, dask=dask)
     index, rel = write_run_index(run_id, run["kind"], cat.ids, cat.texts, vectors, progress)
     metrics = {**run["metrics"], **unreadable_metrics(left_out, run["metrics"].get("warnings") or [])}
     update_run(run_id, engine=engine, index_path=rel, metrics=metrics)
@@ -64,10 +66,16 @@ def build_index(run_id: int, *, rebuild: bool = False, engine: Engine | None = N
 EMBED_CHUNK = 2048  # ads embedded at a time: one chunk's regions (or images) in memory, and short id lists in SQL
 
 
-def embed_in_chunks(run: dict[str, Any], cat, engine: Engine, progress: ProgressFn = no_progress, chunk: int = EMBED_CHUNK):
-    """:func:`core.retrieval.models.embed_readable_rows` over ``chunk`` ads at a time -> (the ads embedded, vectors, left out)."""
+def embed_in_chunks(run: dict[str, Any], cat, engine: Engine, progress: ProgressFn = no_progress, chunk: int = EMBED_CHUNK,
+                    dask: str | None = None):
+    """:func:`core.retrieval.models.embed_readable_rows` over ``chunk`` ads at a time -> (the ads embedded, vectors, left out);
+    with ``dask``, the chunks are embedded on that cluster's workers."""
     import numpy as np
 
+    if dask:
+        from core.scale import embed_catalog_dask
+
+        return embed_catalog_dask(dask, run, cat, progress, chunk=chunk)
     if len(cat) <= chunk:
         return embed_readable_rows(run, cat, engine, progress)
     kept: list[int] = []
@@ -97,7 +105,8 @@ def write_run_index(run_id: int, kind: str, ids: list[str], texts: list[str], ve
     return index, rel
 
 
-def add_new_ads(run_id: int, *, engine: Engine | None = None, progress: ProgressFn = no_progress) -> dict[str, Any]:
+def add_new_ads(run_id: int, *, engine: Engine | None = None, progress: ProgressFn = no_progress, dask: str | None = None
+                ) -> dict[str, Any]:
     """Embed the catalog ads not yet in the run's index and append them (no rebuild); saves the index."""
     engine = engine or get_engine()
     run = get_run(run_id, engine=engine)
@@ -105,7 +114,7 @@ def add_new_ads(run_id: int, *, engine: Engine | None = None, progress: Progress
     new = [a for a in all_ad_ids(engine) if a not in index]
     if new:
         cat = load_catalog_ads(new, engine=engine)
-        cat, vectors, left_out = embed_in_chunks(run, cat, engine, progress)
+        cat, vectors, left_out = embed_in_chunks(run, cat, engine, progress, dask=dask)
         new = cat.ids
         index = VectorIndex.load(resolve(run["index_path"]), what=f"the index file of model run {run_id}",  # a private copy
                                  fix=f"rebuild it with `python -m core index --run {run_id} --rebuild`")
