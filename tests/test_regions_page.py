@@ -66,3 +66,23 @@ def test_page_on_a_catalog_ad(coffee_ad, monkeypatch):
 def test_page_on_an_empty_catalog(home):
     at = _ok(AppTest.from_file(PAGE, default_timeout=60).run())
     assert any("catalog is empty" in i.value for i in at.info)
+
+
+def test_region_figures_embed_the_creative_as_a_jpeg_not_a_pixel_matrix():
+    """Both region figures (Regions; Similar ads and Attention) draw the creative from an embedded JPEG in pixel
+    coordinates: a pixel matrix made the figure JSON 1.1 MB per 512 px creative."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from core.regions.figure import regions_figure
+    from ui.runs import regions_figure as run_regions_figure
+
+    img = Image.new("RGB", (512, 384), (10, 200, 30))
+    for fig in (regions_figure(img, [], title="t"), run_regions_figure(img, [{"index": 0, "box": [10, 20, 50, 60], "kept": True}])):
+        trace = fig.data[0]
+        assert trace.type == "image" and trace.z is None and trace.source.startswith("data:image/jpeg;base64,")
+        shown = Image.open(io.BytesIO(base64.b64decode(trace.source.split(",", 1)[1])))
+        assert shown.size == (512, 384) and all(abs(a - b) <= 3 for a, b in zip(shown.getpixel((100, 100)), (10, 200, 30), strict=True))
+        assert len(fig.to_json()) < 20_000

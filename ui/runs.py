@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
+from core.regions.figure import image_trace
 from core.runs import full_models_first, is_variant, list_runs
 from core.stale import stale_note
 
@@ -69,7 +70,7 @@ def regions_figure(image: Image.Image, regions: Sequence[dict[str, Any]], *, tit
 
     Each box is labelled ``R<index>`` (the same label as the heatmap columns) and its ``value`` (alpha / weight).
     """
-    fig = go.Figure(go.Image(z=image.convert("RGB")))
+    fig = go.Figure(image_trace(image))
     for r in regions:
         x1, y1, x2, y2 = r["box"]
         color = KEPT_COLOR if r.get("kept") else DROPPED_COLOR if r.get("in_k1", True) else OUTSIDE_COLOR
