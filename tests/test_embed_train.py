@@ -118,6 +118,45 @@ def test_pad_regions_sorts_by_confidence_and_validates():
         pad_regions([np.zeros((2, 2))], [np.ones(3)], k1=2)
 
 
+def test_packed_regions_index_like_the_padded_tensor_and_hold_only_real_regions():
+    from core.embed.data import pack_regions
+
+    rng = np.random.default_rng(3)
+    counts = [0, 3, 12, 1, 8]  # one ad beyond k1 = 8, one without regions
+    feats = [rng.normal(size=(n, 5)).astype(np.float32) for n in counts]
+    confs = [rng.random(n).astype(np.float32) for n in counts]
+    packed, mask, conf = pack_regions(feats, confs, k1=8)
+    dense, dense_mask, dense_conf = pad_regions(feats, confs, k1=8)
+    assert packed.flat.shape == (0 + 3 + 8 + 1 + 8, 5) and packed.shape == dense.shape == (5, 8, 5)  # no padding held
+    assert torch.equal(mask, dense_mask) and torch.equal(conf, dense_conf)
+    for index in ([4, 0, 2], torch.tensor([1, 1, 3])):
+        assert torch.equal(packed[torch.as_tensor(index)], dense[torch.as_tensor(index)])
+    assert torch.equal(packed[mask], dense[mask]) and torch.equal(packed.dense(), dense)
+    ds = build_dataset(["a b"] * 5, feats, confs, [0, 1, 0, 1, 0], _vocab(["a", "b"]), k1=8, max_words=4)
+    assert torch.equal(ds.batch([2, 4])["regions"], dense[[2, 4]])
+
+
+def _vocab(words):
+    from core.embed.text import Vocabulary
+
+    return Vocabulary.build([words])
+
+
+def test_embedding_a_catalogue_in_parts_equals_one_pass(monkeypatch):
+    from core.embed import pipeline
+
+    ds, vocab = synthetic_dataset()
+    texts, feats, confs, _labels = synthetic_catalog(n_categories=8, per_category=4, seed=7)
+    ion = tiny_ion(len(vocab))
+    whole = pipeline.embed_ads(ion, vocab, texts, feats, confs, device="cpu")
+    monkeypatch.setattr(pipeline, "EMBED_PART", 5)
+    seen = []
+    parts = pipeline.embed_ads(ion, vocab, texts, feats, confs, device="cpu", progress=lambda d, t, _m: seen.append((d, t)))
+    assert whole.shape == (32, 32) and seen[-1] == (32, 32) and [d for d, _t in seen] == sorted(d for d, _t in seen)
+    np.testing.assert_allclose(parts, whole, atol=1e-6)
+    assert pipeline.embed_ads(ion, vocab, [], [], [], device="cpu").shape == (0, 32)
+
+
 def test_checkpoint_round_trip_gives_identical_embeddings(tmp_path):
     ds, vocab = synthetic_dataset()
     ion = tiny_ion(len(vocab), ablate=frozenset({"dfa"}))

@@ -155,7 +155,19 @@ def fit_and_evaluate(
 def embed_ads(model: ION | ToTYEmb, vocab: Vocabulary, texts: Sequence[str], region_features: Sequence[np.ndarray],
               region_confidences: Sequence[np.ndarray], device: str | None = None, batch_size: int = 256,
               progress: ProgressFn = no_progress) -> np.ndarray:
-    """Ad vectors [N, d] for new ads (no category needed) with a trained model and its vocabulary."""
-    ds = build_dataset(list(texts), region_features, region_confidences, [0] * len(texts), vocab,
-                       k1=model.config.k1, max_words=model.config.max_words, region_dim=model.config.region_dim)
+    """Ad vectors [N, d] for new ads (no category needed) with a trained model and its vocabulary; the ads' inputs are
+    built ``EMBED_PART`` ads at a time, so a whole catalogue's never are at once."""
+    parts = []
+    for lo in range(0, len(texts), EMBED_PART):
+        hi = min(len(texts), lo + EMBED_PART)
+        ds = build_dataset(list(texts[lo:hi]), region_features[lo:hi], region_confidences[lo:hi], [0] * (hi - lo), vocab,
+                           k1=model.config.k1, max_words=model.config.max_words, region_dim=model.config.region_dim)
+        parts.append(embed(model, ds, batch_size=batch_size, device=device,
+                           progress=lambda d, _t, m, lo=lo: progress(lo + d, len(texts), m)))
+    if parts:
+        return np.concatenate(parts)
+    ds = build_dataset([], [], [], [], vocab, k1=model.config.k1, max_words=model.config.max_words, region_dim=model.config.region_dim)
     return embed(model, ds, batch_size=batch_size, device=device, progress=progress)
+
+
+EMBED_PART = 8192  # ads whose model inputs embed_ads builds at a time
