@@ -46,3 +46,19 @@ def test_chunking_ties_and_errors():
         hit_precision_at_k(np.full((3, 2), np.nan), np.array([0, 1, 0]))
     with pytest.raises(ValueError, match="labels"):
         hit_precision_at_k(emb, labels[:10])
+
+
+def test_one_search_for_seen_and_unseen_gives_the_same_figures_as_three():
+    """seen_unseen_precision searches once for every query and splits the hits; the same figures as one search per
+    query set (duplicate vectors included: ties go to the lower index either way)."""
+    rng = np.random.default_rng(11)
+    for n, k in ((40, 10), (7, 10), (2, 5)):
+        emb = rng.normal(size=(n, 4))
+        emb[n // 2] = emb[0]  # a tie
+        labels = rng.integers(0, 5, size=n)
+        train = [0, 1, 2]
+        got = seen_unseen_precision(emb, labels, train, k_max=k)
+        seen = np.isin(labels, train)
+        for key, mask in (("all", None), ("seen", seen), ("unseen", ~seen)):
+            np.testing.assert_array_equal(np.asarray(got[key]), hit_precision_at_k(emb, labels, k, mask))
+        assert (got["n_seen"], got["n_unseen"]) == (int(seen.sum()), int((~seen).sum()))
