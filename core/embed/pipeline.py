@@ -144,11 +144,13 @@ def fit_and_evaluate(
 
         init_word_embeddings(model.text.word, vocab.words)
     result = train_model(model, train_ds, val_ds, cfg, progress, should_stop, on_epoch)
+    train_labels = train_ds.labels.tolist()
+    del train_ds, val_ds  # their inputs go before the test split's are built (a large catalogue's would not fit twice)
     metrics: dict = {}
     if len(split.test) > 1:
         test_ds = part(split.test)
         emb = embed(model, test_ds, device=cfg.device, progress=progress)
-        metrics = seen_unseen_precision(emb, test_ds.labels.numpy(), train_ds.labels.tolist())
+        metrics = seen_unseen_precision(emb, test_ds.labels.numpy(), train_labels)
     return FitResult(model, vocab, result, metrics, split)
 
 
