@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit ru
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from core.errors import RetrievalError
@@ -29,6 +30,19 @@ ERRORS = (RetrievalError, RunNotFound, ImageError, ValueError, OSError)
 def _sample_map(run_id: int, method: str, version: str) -> dict:  # noqa: ARG001 - version keys the cache
     """The sampled projection of a run, once per run and method for every session (read-only: never changed)."""
     return project_sample(run_id, method)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _sample_figure(run_id: int, method: str, version: str) -> dict:
+    """The sampled map as a Plotly figure dict, one trace per category, built once per run and method: Plotly Express
+    takes 0.6 s over 5,000 points and 72 categories, a figure from its dict 0.04 s."""
+    base = _sample_map(run_id, method, version)
+    frame = pd.DataFrame({"x": [p[0] for p in base["xy"]], "y": [p[1] for p in base["xy"]], "category": base["category"],
+                          "ad": base["ids"]})
+    fig = px.scatter(frame, x="x", y="y", color="category", hover_name="ad", custom_data=["ad"], labels={"x": "", "y": ""},
+                     height=520)
+    fig.update_traces(marker={"size": 7, "opacity": 0.8})
+    return fig.to_dict()
 
 
 def query_inputs() -> dict | None:
@@ -87,12 +101,16 @@ def map_view(run: dict, focus: list[str]) -> None:
     st.subheader("Embedding map")
     method = st.radio("Projection", ["pca", "tsne"], horizontal=True, key="sim_map_method",
                       format_func=lambda m: {"pca": "PCA", "tsne": "t-SNE"}[m])
-    base = _sample_map(run["id"], method, f"{run['id']}-{run['finished_at']}")
-    data = embedding_map(run["id"], method, focus=focus, base=base)
+    version = f"{run['id']}-{run['finished_at']}"
+    data = embedding_map(run["id"], method, focus=focus, base=_sample_map(run["id"], method, version))
     frame = pd.DataFrame({"x": data["x"], "y": data["y"], "category": data["category"], "ad": data["ids"], "focus": data["focus"]})
-    fig = px.scatter(frame, x="x", y="y", color="category", hover_name="ad", custom_data=["ad"],
-                     labels={"x": "", "y": ""}, height=520)
-    fig.update_traces(marker={"size": 7, "opacity": 0.8})
+    fig = go.Figure(_sample_figure(run["id"], method, version))
+    added = frame.iloc[data["sampled"]:]  # focus ads outside the sample, in their category's colour
+    if len(added):
+        colours = {t.name: t.marker.color for t in fig.data}
+        fig.add_scatter(x=added["x"], y=added["y"], mode="markers", showlegend=False, hovertext=added["ad"],
+                        customdata=[[a] for a in added["ad"]], hoverinfo="text",
+                        marker={"size": 7, "opacity": 0.8, "color": [colours.get(c, "#9ca3af") for c in added["category"]]})
     near = frame[frame["focus"]]
     if len(near):
         fig.add_scatter(x=near["x"], y=near["y"], mode="markers", name="query and results", hovertext=near["ad"],

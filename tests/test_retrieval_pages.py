@@ -135,3 +135,27 @@ def test_evaluation_page_shows_a_running_job_and_refreshes_only_while_asked(w):
     finally:
         update_run(run_id, status="failed", finished=True)
         delete_run(run_id)
+
+
+def test_the_map_figure_is_the_cached_sample_plus_the_query_neighbourhood(w, monkeypatch):
+    """The sampled map's figure is built once per run; the query and results outside the sample are added to it in
+    their category's colour, and outlined."""
+    import json
+
+    from core.retrieval import projection
+
+    monkeypatch.setattr(projection, "MAP_POINTS", 30)  # a sample that leaves most query neighbourhoods out
+    at = AppTest.from_file(PAGES["3_Similar_ads.py"], default_timeout=90)
+    at.session_state["sim_pending"] = "demo-00050"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    chart = next(c for c in at.get("plotly_chart") if "query and results" in c.proto.spec)
+    traces = json.loads(chart.proto.spec)["data"]
+    sampled = [t for t in traces if t.get("showlegend") is not False and t.get("name") != "query and results"]
+    added = [t for t in traces if t.get("showlegend") is False]
+    outline = next(t for t in traces if t.get("name") == "query and results")
+    assert sum(len(t["customdata"]) for t in sampled) == 30 and len(added) == 1
+    shown = {c[0] for t in (*sampled, *added) for c in t["customdata"]}
+    assert {c[0] for c in outline["customdata"]} <= shown and "demo-00050" in shown  # every focus ad is on the map
+    colours = {t["name"]: t["marker"]["color"] for t in sampled}
+    assert set(added[0]["marker"]["color"]) <= {*colours.values(), "#9ca3af"}

@@ -27,7 +27,7 @@ from core.regions.clues import ClueScorer, rerank
 from core.regions.describe import RegionDescriber
 from core.regions.ocr import ocr_words, read_text
 from core.regions.registry import get_detector
-from core.store import Ad, Region, RegionSet, chunks, get_engine, session_scope
+from core.store import IN_CHUNK, Ad, Region, RegionSet, chunks, get_engine, session_scope
 
 DESCRIPTOR_CHOICES = ("none", "effl0", "concat")
 
@@ -193,9 +193,23 @@ def _cache_state(engine: Engine, key: str, ad_ids: list[str] | None = None,
         images: dict[str, str] = {}
         for _ad, image_hash, path in rows:
             images.setdefault(image_hash, path)
-        # every hash cached under the key, intersected here: no IN list of the whole catalogue (SQLite caps bound variables)
-        cached = set(s.scalars(select(RegionSet.image_hash).where(RegionSet.detector == key))) & images.keys()
+        cached = {row[0] for row in _entries(s, key, set(images), RegionSet.image_hash)}
     return rows, images, cached
+
+
+SCAN_ABOVE = 5 * IN_CHUNK  # images: beyond this many, one scan of the key's entries beats IN lists in parts
+
+
+def _entries(s, key: str, hashes: set[str], *columns) -> list:
+    """Rows (``columns``, the image hash first) of the cache entries under ``key`` for these image hashes: IN lists in
+    parts for a few images (one ad's regions must not read a 100k-ad cache's rows), one scan of the key's entries for
+    many (no IN list of a whole catalogue: SQLite caps bound variables)."""
+    if not hashes:
+        return []
+    if len(hashes) <= SCAN_ABOVE:
+        return [row for part in chunks(sorted(hashes)) for row in s.execute(
+            select(*columns).where(RegionSet.detector == key, RegionSet.image_hash.in_(part)))]
+    return [row for row in s.execute(select(*columns).where(RegionSet.detector == key)) if row[0] in hashes]
 
 
 def drop_damaged(engine: Engine, key: str, hashes: set[str]) -> list[str]:
@@ -204,8 +218,7 @@ def drop_damaged(engine: Engine, key: str, hashes: set[str]) -> list[str]:
     if not hashes:
         return []
     with session_scope(engine) as s:
-        sets = [row for row in s.execute(select(RegionSet.image_hash, RegionSet.features_path).where(RegionSet.detector == key))
-                if row[0] in hashes]
+        sets = _entries(s, key, set(hashes), RegionSet.image_hash, RegionSet.features_path)
     damaged = []
     for image_hash, rel in sets:
         if not rel:
@@ -218,9 +231,9 @@ def drop_damaged(engine: Engine, key: str, hashes: set[str]) -> list[str]:
             damaged.append((image_hash, rel))
     if damaged:
         with session_scope(engine) as s:
-            for rs in s.scalars(select(RegionSet).where(RegionSet.detector == key,
-                                                        RegionSet.image_hash.in_([h for h, _ in damaged]))):
-                s.delete(rs)
+            for part in chunks([h for h, _ in damaged]):
+                for rs in s.scalars(select(RegionSet).where(RegionSet.detector == key, RegionSet.image_hash.in_(part))):
+                    s.delete(rs)
         for _h, rel in damaged:
             remove_sealed(resolve(rel))
     return [h for h, _ in damaged]
