@@ -220,10 +220,11 @@ def embed_catalog_dask(address: str, run: dict[str, Any], cat, progress: Progres
     results: dict[int, tuple[list[str], np.ndarray, list[str]]] = {}
     client = connect(address, connect_timeout)
     started = time.perf_counter()
+    done = 0
     try:
         for position, result in bounded_map(client, worker_embed, parts, int(run["id"])):
             results[position] = result
-            done = sum(len(parts[i]) for i in results)
+            done += len(parts[position])
             progress(int(900 * done / len(cat)), 1000,
                      f"embed (dask): {done} of {len(cat)} ads{eta_text(done, len(cat), time.perf_counter() - started)}")
     finally:

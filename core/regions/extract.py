@@ -27,7 +27,7 @@ from core.regions.clues import ClueScorer, rerank
 from core.regions.describe import RegionDescriber
 from core.regions.ocr import ocr_words, read_text
 from core.regions.registry import get_detector
-from core.store import IN_CHUNK, Ad, Region, RegionSet, chunks, get_engine, session_scope
+from core.store import IN_CHUNK, Ad, Region, RegionSet, get_engine, in_parts, session_scope
 
 DESCRIPTOR_CHOICES = ("none", "effl0", "concat")
 
@@ -187,8 +187,8 @@ def _cache_state(engine: Engine, key: str, ad_ids: list[str] | None = None,
         query = select(Ad.id, Ad.image_hash, Ad.image_path).order_by(Ad.id)
         if ad_ids is None:
             rows = s.execute(query if limit is None else query.limit(max(0, limit))).all()
-        else:  # in parts (SQLite's bound-parameter limit), back in id order
-            rows = sorted((r for part in chunks(list(ad_ids)) for r in s.execute(query.where(Ad.id.in_(part)))), key=lambda r: r[0])
+        else:  # back in id order after the parts
+            rows = sorted(in_parts(s, query, Ad.id, ad_ids), key=lambda r: r[0])
             rows = rows if limit is None else rows[: max(0, limit)]
         images: dict[str, str] = {}
         for _ad, image_hash, path in rows:
@@ -207,8 +207,7 @@ def _entries(s, key: str, hashes: set[str], *columns) -> list:
     if not hashes:
         return []
     if len(hashes) <= SCAN_ABOVE:
-        return [row for part in chunks(sorted(hashes)) for row in s.execute(
-            select(*columns).where(RegionSet.detector == key, RegionSet.image_hash.in_(part)))]
+        return in_parts(s, select(*columns).where(RegionSet.detector == key), RegionSet.image_hash, sorted(hashes))
     return [row for row in s.execute(select(*columns).where(RegionSet.detector == key)) if row[0] in hashes]
 
 
@@ -231,9 +230,8 @@ def drop_damaged(engine: Engine, key: str, hashes: set[str]) -> list[str]:
             damaged.append((image_hash, rel))
     if damaged:
         with session_scope(engine) as s:
-            for part in chunks([h for h, _ in damaged]):
-                for rs in s.scalars(select(RegionSet).where(RegionSet.detector == key, RegionSet.image_hash.in_(part))):
-                    s.delete(rs)
+            for (rs,) in in_parts(s, select(RegionSet).where(RegionSet.detector == key), RegionSet.image_hash, [h for h, _ in damaged]):
+                s.delete(rs)
         for _h, rel in damaged:
             remove_sealed(resolve(rel))
     return [h for h, _ in damaged]

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 
 from core.errors import RetrievalError
 from core.filestore import resolve
-from core.store import Ad, Category, chunks, get_engine, session_scope
+from core.store import Ad, Category, get_engine, in_parts, session_scope
 
 
 @dataclass
@@ -45,8 +45,8 @@ def load_catalog_ads(ad_ids: Sequence[str] | None = None, *, engine: Engine | No
     with session_scope(engine) as s:
         if ad_ids is None:
             rows = s.execute(query).all()
-        else:  # in parts (SQLite's bound-parameter limit), back in id order
-            rows = sorted((r for part in chunks(list(ad_ids)) for r in s.execute(query.where(Ad.id.in_(part)))), key=lambda r: r[0])
+        else:  # back in id order after the parts
+            rows = sorted(in_parts(s, query, Ad.id, ad_ids), key=lambda r: r[0])
         unseen = sorted(int(c) for c in s.scalars(select(Category.id).where(Category.unseen)))
     return CatalogAds(
         ids=[r[0] for r in rows], texts=[r[1] or "" for r in rows],
@@ -67,8 +67,7 @@ def ad_records(ad_ids: Sequence[str], engine: Engine) -> dict[str, dict[str, Any
     from core.catalog import ad_record
 
     with session_scope(engine) as s:
-        rows = [r for part in chunks(list(ad_ids)) for r in s.execute(
-            select(Ad, Category.name, Category.unseen).outerjoin(Category, Ad.category_id == Category.id).where(Ad.id.in_(part)))]
+        rows = in_parts(s, select(Ad, Category.name, Category.unseen).outerjoin(Category, Ad.category_id == Category.id), Ad.id, ad_ids)
         return {ad.id: {**ad_record(ad, name, unseen), "category_id": ad.category_id} for ad, name, unseen in rows}
 
 

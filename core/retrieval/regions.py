@@ -17,7 +17,7 @@ from core.errors import RetrievalError
 from core.filestore import get_array
 from core.progress import ProgressFn, no_progress
 from core.retrieval.catalog import CatalogAds
-from core.store import Region, RegionSet, chunks, session_scope
+from core.store import Region, RegionSet, in_parts, session_scope
 
 
 @dataclass
@@ -43,15 +43,13 @@ def regions_for_ads(ad_ids: Sequence[str], image_hashes: Sequence[str], detector
     wanted = sorted(set(image_hashes))
     out: dict[str, RegionData] = {}
     dim = 0
-    with session_scope(engine) as s:  # IN lists in parts: a whole catalogue's hashes exceed SQLite's bound parameters
-        sets = [row for part in chunks(wanted) for row in s.execute(
-            select(RegionSet.id, RegionSet.image_hash, RegionSet.features_path, RegionSet.feature_dim)
-            .where(RegionSet.detector == key, RegionSet.image_hash.in_(part)))]
+    with session_scope(engine) as s:
+        sets = in_parts(s, select(RegionSet.id, RegionSet.image_hash, RegionSet.features_path, RegionSet.feature_dim)
+                        .where(RegionSet.detector == key), RegionSet.image_hash, wanted)
         by_set: dict[int, list[tuple]] = {}
-        for part in chunks([r[0] for r in sets]):
-            for row in s.execute(select(Region.region_set_id, Region.rank, Region.x1, Region.y1, Region.x2, Region.y2, Region.confidence,
-                                        Region.label).where(Region.region_set_id.in_(part)).order_by(Region.rank)):
-                by_set.setdefault(row[0], []).append(row[2:])
+        for row in in_parts(s, select(Region.region_set_id, Region.rank, Region.x1, Region.y1, Region.x2, Region.y2, Region.confidence,
+                                      Region.label).order_by(Region.rank), Region.region_set_id, [r[0] for r in sets]):
+            by_set.setdefault(row[0], []).append(row[2:])
     for set_id, image_hash, features_path, feature_dim in sets:
         regs = by_set.get(set_id, [])
         dim = dim or int(feature_dim)

@@ -1,6 +1,6 @@
 """The metadata store (SQLAlchemy) and the file store for large arrays."""
 
-from core.store.db import IN_CHUNK, chunks, get_engine, session_scope
+from core.store.db import IN_CHUNK, chunks, get_engine, in_parts, session_scope
 from core.store.models import (
     Ad,
     Base,
@@ -19,6 +19,7 @@ from core.store.models import (
 __all__ = [
     "IN_CHUNK",
     "chunks",
+    "in_parts",
     "Ad",
     "Base",
     "Category",

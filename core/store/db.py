@@ -6,7 +6,7 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,12 @@ def chunks(items: Sequence, size: int = IN_CHUNK) -> Iterator[Sequence]:
     """``items`` in consecutive slices of at most ``size`` (for IN lists over many values)."""
     for start in range(0, len(items), size):
         yield items[start: start + size]
+
+
+def in_parts(session: Session, query, column, values: Iterable, size: int = IN_CHUNK) -> list:
+    """The rows of ``query`` whose ``column`` is one of ``values``: one statement per ``size`` values (a catalogue's ids
+    exceed SQLite's bound parameters), rows in the order the parts come back."""
+    return [row for part in chunks(list(values), size) for row in session.execute(query.where(column.in_(part)))]
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - driver hook
