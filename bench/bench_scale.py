@@ -12,6 +12,12 @@ the run and the figures here are throughput, memory and index quality, not retri
 indexed with the index AdLens picks (``auto_factory``); search latency is one query at a time over 200 catalogue
 ads, recall@10 is against exact (Flat) search on the same real embeddings.
 
+Then (same home): `core ingest ads` of the first 10,000 ads (manifest + the home's image files) into an empty home
+(``import_per_s``), one `core train --model ion --epochs 1` over the whole catalogue (``train_epoch_s``; its index is
+the one the pages search), search figures on that run's own index vectors (``trained_search``), and every page in
+Chromium on the served app (``pages``, bench/page_times.py). ``ADLENS_BENCH_SCALE_ROOT`` keeps the homes and the stages
+done (a stopped run continues).
+
 Each stage runs in its own process; ``peak_rss_gb`` is the largest peak resident memory of any one of those processes
 (and their children: the extraction's Dask workers) and of this one (resource.getrusage).
 ``disk_gb``: the home's files (images, database, region cache, vectors).
